@@ -1,0 +1,73 @@
+# High Performance Deep Learning: the two commands (make run, make test) and friends.
+# Works from a fresh clone with only Python 3.10+ and pip: when no virtual or conda
+# environment is active, everything goes into .venv/.
+#
+#   make run     execute every lesson and lab (hpdl run) -> build/report.html, results.json
+#   make test    the whole test suite (ruff, unit tests, notebooks with nbval, labs)
+#   make lab     JupyterLab on the course
+#   make student regenerate labs/*.ipynb from labs/solutions/
+#
+# Variables: PROFILE=quick|full|auto, DEVICE=auto|cpu|cuda, LOCK=0 (install the ranges of
+# pyproject.toml into an active environment that already has its own PyTorch, e.g. a GPU
+# node, instead of the exact lock), TORCH_INDEX_URL (where the CPU-only PyTorch comes from).
+
+SHELL := /bin/bash
+PYTHON ?= python3
+PROFILE ?= auto
+DEVICE ?= auto
+LOCK ?= 1
+TORCH_VERSION := $(shell sed -n 's/^torch==//p' requirements/lock.txt)
+# A plain `pip install torch` on Linux pulls the multi-GB CUDA build; the CPU index does not.
+TORCH_INDEX_URL ?= https://download.pytorch.org/whl/cpu
+
+ifneq ($(strip $(VIRTUAL_ENV)$(CONDA_PREFIX)),)
+  PY := python
+  STAMP := build/.installed-active-env
+else
+  PY := .venv/bin/python
+  STAMP := .venv/.installed
+endif
+HPDL := $(PY) -m course_utils.cli
+
+.PHONY: install run test lab student lint lock clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml requirements/lock.txt
+	@if [ "$(PY)" = ".venv/bin/python" ] && [ ! -x .venv/bin/python ]; then \
+	  echo "creating .venv with $(PYTHON)"; $(PYTHON) -m venv .venv; fi
+ifeq ($(LOCK),1)
+	@$(PY) -c "import torch" 2>/dev/null || \
+	  $(PY) -m pip install "torch==$(TORCH_VERSION)" --extra-index-url $(TORCH_INDEX_URL)
+	$(PY) -m pip install -r requirements/lock.txt
+	$(PY) -m pip install --no-deps -e .
+else
+	$(PY) -m pip install -e ".[dev,mpi]"
+endif
+	@mkdir -p $(dir $(STAMP)) && touch $(STAMP)
+
+run: install
+	$(HPDL) run --profile $(PROFILE) --device $(DEVICE)
+
+test: install
+	$(PY) -m ruff check .
+	HPDL_PROFILE=$${HPDL_PROFILE:-quick} $(PY) -m pytest -q tests lessons labs \
+	  --nbval-lax --nbval-current-env --durations=15
+	@if [ -d .git ] && [ -n "$$(git status --porcelain -- lessons labs course_utils data tests)" ]; then \
+	  echo "error: running the tests modified tracked sources:"; git status --short; exit 1; fi
+
+lint: install
+	$(PY) -m ruff check .
+
+lab: install
+	$(PY) -m jupyter lab lessons/00_start_here.ipynb
+
+student: install
+	$(HPDL) student
+
+lock: install
+	$(PY) -m pip freeze --exclude-editable | sed 's/+cpu//' > requirements/lock.new
+	@echo "review requirements/lock.new (keep the header comment), then move it over lock.txt"
+
+clean:
+	rm -rf build .pytest_cache .ruff_cache

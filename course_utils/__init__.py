@@ -1,0 +1,28 @@
+"""course_utils: the shared module every notebook of the course imports.
+
+A notebook starts with::
+
+    import course_utils
+    ctx = course_utils.setup(PROFILE, DEVICE, SEED)
+
+and then uses ``ctx.size(...)`` for its sizes, ``benchmark`` for every timing and
+``record`` for every headline number. One concern per module; see DESIGN.md.
+"""
+
+from __future__ import annotations
+
+from .cudasim import on_simulator, skip_on_simulator
+from .device import pick_device, seed_everything, set_deterministic
+from .errors import CourseError, DeviceUnavailableError, UsageError
+from .paths import build_path
+from .record import record
+from .session import Context, setup
+from .timing import benchmark, gbps, gflops
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Context", "CourseError", "DeviceUnavailableError", "UsageError", "benchmark",
+    "build_path", "gbps", "gflops", "on_simulator", "pick_device", "record",
+    "seed_everything", "set_deterministic", "setup", "skip_on_simulator",
+]

@@ -1,0 +1,78 @@
+"""Real CUDA or Numba's CUDA simulator, decided before ``numba.cuda`` is imported.
+
+Numba reads ``NUMBA_ENABLE_CUDASIM`` once, when ``numba`` is first imported. The simulator
+runs every CUDA thread as a Python thread: kernels give the same *answers* as on a GPU,
+so students can write and check kernels on a laptop, but its *timings* mean nothing, and it
+lacks warp shuffles, ``@vectorize(target="cuda")``, ``@guvectorize(target="cuda")`` and
+event timing. ``on_simulator()`` lets a cell skip those with a printed reason.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from .errors import CourseError
+
+ENV_VAR = "NUMBA_ENABLE_CUDASIM"
+
+
+def _env_flag() -> bool | None:
+    value = os.environ.get(ENV_VAR)
+    if value is None or value.strip() == "":
+        return None
+    return value.strip() not in ("0", "false", "False", "no")
+
+
+def configure(use_simulator: bool | None = None) -> bool:
+    """Decide simulator or real CUDA, once, before Numba is imported; return the choice.
+
+    ``None`` keeps an explicit ``NUMBA_ENABLE_CUDASIM`` from the environment, else uses the
+    simulator exactly when no real GPU is present. If Numba was already imported with the
+    other setting, that cannot be changed any more: a CourseError says to restart.
+    """
+    from .device import gpu_available
+
+    wanted = use_simulator
+    if wanted is None:
+        wanted = _env_flag()
+    if wanted is None:
+        wanted = not gpu_available()
+    if "numba" in sys.modules:
+        import numba
+
+        current = bool(numba.config.ENABLE_CUDASIM)
+        if current != wanted:
+            raise CourseError(
+                f"numba was imported before course_utils.setup() with "
+                f"{ENV_VAR}={int(current)}, but this run needs {int(wanted)}. "
+                "Restart the kernel and run the setup cell before importing numba."
+            )
+        return current
+    os.environ[ENV_VAR] = "1" if wanted else "0"
+    return wanted
+
+
+def on_simulator() -> bool:
+    """True when ``numba.cuda`` is (or will be) the simulator."""
+    if "numba" in sys.modules:
+        import numba
+
+        return bool(numba.config.ENABLE_CUDASIM)
+    flag = _env_flag()
+    if flag is not None:
+        return flag
+    from .device import gpu_available
+
+    return not gpu_available()
+
+
+def skip_on_simulator(what: str, reason: str) -> bool:
+    """Print why ``what`` is skipped and return True when on the simulator.
+
+    Use as ``if not skip_on_simulator("warp-shuffle reduction", "no shuffles"): ...``.
+    """
+    if on_simulator():
+        print(f"[skipped on the CUDA simulator] {what}: {reason}")
+        return True
+    return False

@@ -1,0 +1,48 @@
+"""Every committed notebook has the course's shape (DESIGN.md, "A notebook's shape")."""
+
+import re
+
+import nbformat
+import pytest
+
+from tests.conftest import REPO
+
+NOTEBOOKS = sorted(p for folder in ("lessons", "labs") for p in (REPO / folder).rglob("*.ipynb")
+                   if ".ipynb_checkpoints" not in p.parts)
+IDS = [p.relative_to(REPO).as_posix() for p in NOTEBOOKS]
+
+
+def test_there_are_notebooks():
+    assert any(i.startswith("lessons/") for i in IDS) and any(i.startswith("labs/") for i in IDS)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_stored_clean(path):
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    assert nb.metadata.get("kernelspec", {}).get("name") == "python3"
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "code":
+            assert not cell.outputs, f"cell {i} has outputs"
+            assert cell.execution_count is None, f"cell {i} has an execution count"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_shape_title_parameters_setup_try_it(path):
+    nb = nbformat.read(path, as_version=4)
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    params = code[0]
+    assert "parameters" in params.metadata.get("tags", []), "first code cell: parameters"
+    for name in ("PROFILE", "DEVICE", "SEED"):
+        assert re.search(rf"^{name} = ", params.source, flags=re.M), f"{name} missing"
+    assert "course_utils.setup(PROFILE, DEVICE, SEED)" in code[1].source, \
+        "second code cell must be the setup cell"
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown").lower()
+    assert "try it" in text, "end with 'Try it' exercises"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_listed_in_readme_course_map(path):
+    readme = (REPO / "README.md").read_text()
+    assert path.relative_to(REPO).as_posix() in readme

@@ -1,0 +1,86 @@
+"""Labs: student notebooks are generated, hold no solutions, grade to 0; masters to full."""
+
+import json
+
+import nbformat
+import pytest
+
+from course_utils import labs
+from tests.conftest import REPO, hpdl
+
+pytestmark = pytest.mark.slow
+
+MASTERS = sorted((REPO / "labs/solutions").glob("*.ipynb"))
+IDS = [p.name for p in MASTERS]
+
+
+def _solution_lines(master) -> set[str]:
+    lines = set()
+    for cell in nbformat.read(master, as_version=4).cells:
+        inside = False
+        for line in cell.source.splitlines():
+            s = line.strip()
+            if s.startswith(labs.BEGIN):
+                inside = True
+            elif s.startswith(labs.END):
+                inside = False
+            elif inside and len(s) > 12 and not s.startswith("#"):
+                lines.add(s)
+    return lines
+
+
+def test_every_master_has_a_student_version():
+    assert MASTERS
+    for master in MASTERS:
+        assert (REPO / "labs" / master.name).exists(), master.name
+
+
+@pytest.mark.parametrize("master", MASTERS, ids=IDS)
+def test_student_is_freshly_generated(master):
+    assert labs.student_is_current(master, REPO / "labs" / master.name), \
+        "run `hpdl student` and commit labs/"
+
+
+@pytest.mark.parametrize("master", MASTERS, ids=IDS)
+def test_no_solution_text_in_student(master):
+    student_text = (REPO / "labs" / master.name).read_text()
+    solution = _solution_lines(master)
+    assert solution, "a master marks its answers"
+    leaked = [line for line in solution if json.dumps(line)[1:-1] in student_text]
+    assert not leaked, f"solution lines in the student notebook: {leaked[:3]}"
+
+
+@pytest.mark.parametrize("master", MASTERS, ids=IDS)
+def test_master_scores_full_marks_and_student_scores_zero(master):
+    full = hpdl("grade", str(master), "--json")
+    assert full.returncode == 0, full.stderr
+    report = json.loads(full.stdout)
+    assert report["max_score"] > 0 and report["score"] == report["max_score"], report
+    assert set(report) >= {"notebook", "score", "max_score", "checks"}
+    assert set(report["checks"][0]) >= {"name", "points", "max_points", "passed", "message"}
+
+    empty = hpdl("grade", str(REPO / "labs" / master.name), "--json")
+    assert empty.returncode == 0, empty.stderr
+    student = json.loads(empty.stdout)
+    assert student["score"] == 0 and student["max_score"] == report["max_score"]
+    assert all("not implemented" in c["message"] for c in student["checks"]), student
+
+
+def test_one_wrong_answer_loses_only_its_points(tmp_path):
+    """A crashing answer scores 0 for its check; the other checks are still graded."""
+    master = MASTERS[0]
+    nb = nbformat.read(master, as_version=4)
+    full = labs.declared_checks(nb)
+    # Break the first solution block: replace its body with a crash.
+    for cell in nb.cells:
+        if labs.BEGIN in cell.source:
+            cell.source = labs.strip_solutions(cell.source).replace(
+                labs.PLACEHOLDER, "raise ZeroDivisionError('student typo')")
+            break
+    broken = tmp_path / master.name
+    nbformat.write(nb, broken)
+    report = json.loads(hpdl("grade", str(broken), "--json").stdout)
+    failed = [c for c in report["checks"] if not c["passed"]]
+    assert failed and len(failed) < len(full)
+    assert any("ZeroDivisionError" in c["message"] for c in failed)
+    assert report["score"] > 0

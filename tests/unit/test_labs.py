@@ -1,0 +1,75 @@
+import nbformat
+import pytest
+
+from course_utils import labs
+from course_utils.errors import CourseError
+
+MASTER_CELL = """def relu(x):
+    \"\"\"Keep the positive part.\"\"\"
+    ### BEGIN SOLUTION
+    return np.maximum(x, 0)
+    ### END SOLUTION
+"""
+
+
+def test_strip_solutions_keeps_indentation_and_signature():
+    out = labs.strip_solutions(MASTER_CELL)
+    assert "np.maximum" not in out
+    assert "def relu(x):" in out and "Keep the positive part" in out
+    assert f"    {labs.PLACEHOLDER}" in out
+    compile(out, "cell", "exec")
+
+
+@pytest.mark.parametrize("source, problem", [
+    ("### BEGIN SOLUTION\nx = 1\n", "never closed"),
+    ("x = 1\n### END SOLUTION\n", "without"),
+    ("### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION\n", "inside another"),
+])
+def test_unbalanced_markers_are_reported(source, problem):
+    with pytest.raises(CourseError, match=problem):
+        labs.strip_solutions(source, "lab.ipynb, cell 3")
+
+
+def test_student_notebook_clears_outputs_and_answers():
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell(MASTER_CELL)
+    cell.outputs = [nbformat.v4.new_output("stream", text="hi")]
+    cell.execution_count = 4
+    nb.cells = [nbformat.v4.new_markdown_cell("# Lab"), cell]
+    student = labs.student_notebook(nb, "lab.ipynb")
+    assert student.cells[1].outputs == [] and student.cells[1].execution_count is None
+    assert "np.maximum" not in student.cells[1].source
+    assert nb.cells[1].outputs, "the master itself must not be modified"
+
+
+def test_check_scores_pass_fail_and_not_implemented(capsys):
+    labs.RESULTS.clear()
+    with labs.check("passes", points=2):
+        pass
+    with labs.check("wrong", points=1):
+        raise AssertionError("dW differs at index (0, 1)")
+    with labs.check("unfinished", points=3):
+        raise NotImplementedError
+    with labs.check("crash", points=1):
+        [][1]
+    got = {r.name: r for r in labs.RESULTS}
+    assert got["passes"].points == 2 and got["passes"].passed
+    assert got["wrong"].points == 0 and "dW differs" in got["wrong"].message
+    assert "not implemented" in got["unfinished"].message
+    assert "IndexError" in got["crash"].message
+    out = capsys.readouterr().out
+    assert "[PASS] passes: 2/2" in out and "[FAIL] unfinished: 0/3" in out
+    assert "score so far: 2 / 7" in labs.summary()
+
+
+def test_check_lets_keyboard_interrupt_through():
+    with pytest.raises(KeyboardInterrupt), labs.check("x"):
+        raise KeyboardInterrupt
+
+
+def test_declared_checks_are_found_statically():
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell('with check("a", points=2):\n    pass'),
+                nbformat.v4.new_code_cell('with labs.check("b"):\n    pass\n%time x = 1'),
+                nbformat.v4.new_code_cell("def broken(:\n")]
+    assert labs.declared_checks(nb) == [("a", 2.0), ("b", 1.0)]
