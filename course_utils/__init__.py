@@ -17,12 +17,12 @@ from .errors import CourseError, DeviceUnavailableError, UsageError
 from .paths import build_path
 from .record import record
 from .session import Context, setup
-from .timing import benchmark, gbps, gflops
+from .timing import benchmark, gbps, gflops, matmul_flop
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Context", "CourseError", "DeviceUnavailableError", "UsageError", "benchmark",
-    "build_path", "gbps", "gflops", "on_simulator", "pick_device", "record",
+    "build_path", "gbps", "gflops", "matmul_flop", "on_simulator", "pick_device", "record",
     "seed_everything", "set_deterministic", "setup", "skip_on_simulator",
 ]

@@ -33,6 +33,7 @@ def configure(use_simulator: bool | None = None) -> bool:
     """
     from .device import gpu_available
 
+    _numpy_compat()
     wanted = use_simulator
     if wanted is None:
         wanted = _env_flag()
@@ -51,6 +52,19 @@ def configure(use_simulator: bool | None = None) -> bool:
         return current
     os.environ[ENV_VAR] = "1" if wanted else "0"
     return wanted
+
+
+def _numpy_compat() -> None:
+    """Let numba-cuda releases that still call ``np.row_stack`` run on NumPy >= 2.5.
+
+    NumPy 2.5 removed ``row_stack`` (an alias of ``vstack``); numba-cuda 0.30 still calls it
+    when it compiles a kernel, so every kernel fails on a GPU node that pairs the two (seen
+    on an H100 image with numba-cuda 0.30.4 and NumPy 2.5.2). Restoring the alias is exact.
+    """
+    import numpy as np
+
+    if not hasattr(np, "row_stack"):
+        np.row_stack = np.vstack
 
 
 def on_simulator() -> bool:

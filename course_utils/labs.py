@@ -10,6 +10,10 @@ A master in ``labs/solutions/`` marks each answer with nbgrader's markers::
 (indentation kept) and clears outputs. Graded cells wrap their assertions in
 ``with check("name", points=N):`` so that an unfinished or crashing answer scores 0 for
 that check, prints why, and the notebook goes on to the next check.
+
+Writing a master: the whole marked block becomes one ``raise``, so a name bound only
+inside a block must not be used after it (pass values as arguments instead), and check
+names must be unique within a lab.
 """
 
 from __future__ import annotations
@@ -106,7 +110,8 @@ class CheckResult:
     message: str
 
 
-RESULTS: list[CheckResult] = []
+RESULTS: dict[str, CheckResult] = {}
+"""This kernel's latest result of each check, by name (re-running a check replaces it)."""
 
 
 def _explain(exc: BaseException) -> str:
@@ -143,7 +148,7 @@ class check:  # noqa: N801 - used as `with check(...)`, reads like a statement
         passed = exc is None
         result = CheckResult(self.name, self.points if passed else 0, self.points, passed,
                              "ok" if passed else _explain(exc))
-        RESULTS.append(result)
+        RESULTS[self.name] = result
         _emit(result)
         return True
 
@@ -166,13 +171,11 @@ def _emit(result: CheckResult) -> None:
         print(text)
 
 
-def summary() -> str:
-    """Print and return the score so far in this kernel."""
-    score = sum(r.points for r in RESULTS)
-    total = sum(r.max_points for r in RESULTS)
-    text = f"score so far: {score:g} / {total:g} points over {len(RESULTS)} checks"
-    print(text)
-    return text
+def summary() -> None:
+    """Print the score so far in this kernel (latest result of each check)."""
+    score = sum(r.points for r in RESULTS.values())
+    total = sum(r.max_points for r in RESULTS.values())
+    print(f"score so far: {score:g} / {total:g} points over {len(RESULTS)} checks")
 
 
 # --------------------------------------------------------------------------- grading
@@ -217,8 +220,10 @@ def declared_checks(nb: nbformat.NotebookNode) -> list[tuple[str, float]]:
             if not isinstance(node, ast.Call):
                 continue
             func = node.func
-            fname = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
-            if fname != "check" or not node.args or not isinstance(node.args[0], ast.Constant):
+            is_check = (isinstance(func, ast.Name) and func.id == "check") or (
+                isinstance(func, ast.Attribute) and func.attr == "check"
+                and isinstance(func.value, ast.Name) and func.value.id == "labs")
+            if not is_check or not node.args or not isinstance(node.args[0], ast.Constant):
                 continue
             points: float = 1
             if len(node.args) > 1 and isinstance(node.args[1], ast.Constant):

@@ -19,6 +19,15 @@ def _axes(ax=None):
     return ax
 
 
+def scatter(X: np.ndarray, y: np.ndarray, *, ax=None, title: str = ""):
+    """2-D points coloured by class, with equal axes (the data sets of unit 1)."""
+    ax = _axes(ax)
+    ax.scatter(X[:, 0], X[:, 1], c=y, cmap="RdBu", s=8, edgecolors="k", linewidths=0.2)
+    ax.set(xlabel="$x_1$", ylabel="$x_2$", title=title)
+    ax.set_aspect("equal")
+    return ax
+
+
 def decision_boundary(predict: Callable[[np.ndarray], np.ndarray], X: np.ndarray,
                       y: np.ndarray, *, ax=None, title: str = "", resolution: int = 200,
                       margin: float = 0.1):
@@ -35,10 +44,7 @@ def decision_boundary(predict: Callable[[np.ndarray], np.ndarray], X: np.ndarray
     zz = np.asarray(predict(grid)).reshape(gx.shape)
     ax.contourf(gx, gy, zz, levels=20 if zz.dtype.kind == "f" else None,
                 cmap="RdBu", alpha=0.35)
-    ax.scatter(X[:, 0], X[:, 1], c=y, cmap="RdBu", s=8, edgecolors="k", linewidths=0.2)
-    ax.set(xlabel="$x_1$", ylabel="$x_2$", title=title)
-    ax.set_aspect("equal")
-    return ax
+    return scatter(X, y, ax=ax, title=title)
 
 
 def curves(history: dict[str, Sequence[float]], *, ax=None, xlabel: str = "epoch",

@@ -23,11 +23,14 @@ def _in_ipython() -> bool:
     return get_ipython() is not None
 
 
-def record(name: str, value: float, unit: str, *, hardware: str | None = None,
-           meaningful: bool = True, note: str = "") -> dict[str, Any]:
-    """Record a headline number. Returns the entry.
+def record(name: str, value: float, unit: str, *, device: str | None = None,
+           hardware: str | None = None, meaningful: bool = True, note: str = "") -> None:
+    """Record a headline number (kept in ``RECORDED[name]``; returns nothing, so a
+    ``record(...)`` on a cell's last line prints only its one line).
 
-    ``hardware`` defaults to this machine's label (GPU name, or CPU and core count).
+    ``device``: where the number was measured, ``"cuda"`` or ``"cpu"`` (NumPy work on a GPU
+    machine is a CPU number); by default the GPU when there is one, else the CPU.
+    ``hardware`` replaces the label outright.
     ``meaningful=False`` marks a number that must not be read as performance (a CUDA
     simulator timing): it is still recorded, with that label, so nobody plots it by mistake.
     """
@@ -36,10 +39,12 @@ def record(name: str, value: float, unit: str, *, hardware: str | None = None,
     value = float(value)
     if not math.isfinite(value):
         raise ValueError(f"record({name!r}): value {value} is not a finite number")
+    if device not in (None, "cpu", "cuda"):
+        raise ValueError(f"record({name!r}): device={device!r}; choose 'cpu' or 'cuda'")
     if hardware is None:
         from .env import hardware_label
 
-        hardware = hardware_label()
+        hardware = hardware_label(gpus=[] if device == "cpu" else None)
     entry = {"value": value, "unit": unit, "hardware": hardware, "meaningful": meaningful}
     if note:
         entry["note"] = note
@@ -52,7 +57,6 @@ def record(name: str, value: float, unit: str, *, hardware: str | None = None,
         display({"text/plain": text, MIME: {"name": name, **entry}}, raw=True)
     else:
         print(text)
-    return entry
 
 
 def metrics_from_notebook(nb: Any) -> dict[str, dict[str, Any]]:

@@ -94,8 +94,9 @@ def benchmark(fn: Callable[[], object], *, warmup: int = 2, repeats: int = 7,
     """Time ``fn()``: ``warmup`` untimed calls, then ``repeats`` timed ones.
 
     ``sync``: "auto" synchronises PyTorch's CUDA stream or Numba's device when either is in
-    use; "torch", "numba" or "none" choose explicitly. ``simulator`` marks the result as
-    meaningless (default: True when a Numba kernel ran on the CUDA simulator).
+    use; "torch", "numba" or "none" choose explicitly. Time Numba CUDA kernels with
+    ``sync="numba"``: on the CUDA simulator the result is then marked meaningless
+    (``simulator`` overrides that guess).
     """
     check_positive("repeats", repeats)
     check_positive("warmup", warmup, allow_zero=True)
@@ -111,9 +112,7 @@ def benchmark(fn: Callable[[], object], *, warmup: int = 2, repeats: int = 7,
         wait()
         times.append(time.perf_counter() - start)
     if simulator is None:
-        import sys
-
-        simulator = "numba.cuda" in sys.modules and cudasim.on_simulator() and sync != "torch"
+        simulator = sync == "numba" and cudasim.on_simulator()
     return Timing(times=times, warmup=warmup, synced=synced, simulator=bool(simulator))
 
 

@@ -36,6 +36,12 @@ def test_every_master_has_a_student_version():
 
 
 @pytest.mark.parametrize("master", MASTERS, ids=IDS)
+def test_check_names_are_unique(master):
+    names = [name for name, _ in labs.declared_checks(nbformat.read(master, as_version=4))]
+    assert names and len(names) == len(set(names)), names
+
+
+@pytest.mark.parametrize("master", MASTERS, ids=IDS)
 def test_student_is_freshly_generated(master):
     assert labs.student_is_current(master, REPO / "labs" / master.name), \
         "run `hpdl student` and commit labs/"

@@ -47,3 +47,22 @@ def test_every_shipped_data_file_has_provenance_and_checksum():
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         assert re.search(rf"`{re.escape(rel)}`.*sha256: {digest}", readme), \
             f"data/{rel}: add its provenance and `sha256: {digest}` to data/README.md"
+
+
+def test_plots_draw_on_given_axes():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from course_utils import plots
+
+    X, y = data.two_spirals(n_per_class=20, seed=0)
+    fig, axes = plt.subplots(1, 3)
+    assert plots.scatter(X, y, ax=axes[0], title="s") is axes[0]
+    ax = plots.decision_boundary(lambda g: (g[:, 0] > 0).astype(int), X, y, ax=axes[1],
+                                 resolution=20)
+    assert ax.get_xlabel() == "$x_1$" and ax.collections
+    plots.curves({"loss": [3, 2, 1]}, ax=axes[2], logy=True)
+    assert axes[2].get_yscale() == "log" and len(axes[2].lines) == 1
+    plt.close(fig)

@@ -52,14 +52,19 @@ def test_check_scores_pass_fail_and_not_implemented(capsys):
         raise NotImplementedError
     with labs.check("crash", points=1):
         [][1]
-    got = {r.name: r for r in labs.RESULTS}
+    got = labs.RESULTS
     assert got["passes"].points == 2 and got["passes"].passed
     assert got["wrong"].points == 0 and "dW differs" in got["wrong"].message
     assert "not implemented" in got["unfinished"].message
     assert "IndexError" in got["crash"].message
     out = capsys.readouterr().out
     assert "[PASS] passes: 2/2" in out and "[FAIL] unfinished: 0/3" in out
-    assert "score so far: 2 / 7" in labs.summary()
+    labs.summary()
+    assert "score so far: 2 / 7 points over 4 checks" in capsys.readouterr().out
+    with labs.check("wrong", points=1):  # fixed and re-run: replaces, does not add
+        pass
+    labs.summary()
+    assert "score so far: 3 / 7 points over 4 checks" in capsys.readouterr().out
 
 
 def test_check_lets_keyboard_interrupt_through():
@@ -71,5 +76,6 @@ def test_declared_checks_are_found_statically():
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell('with check("a", points=2):\n    pass'),
                 nbformat.v4.new_code_cell('with labs.check("b"):\n    pass\n%time x = 1'),
+                nbformat.v4.new_code_cell('grader.check("not a lab check")'),
                 nbformat.v4.new_code_cell("def broken(:\n")]
     assert labs.declared_checks(nb) == [("a", 2.0), ("b", 1.0)]

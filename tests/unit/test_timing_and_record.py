@@ -39,9 +39,9 @@ def test_rate_helpers():
 
 
 def test_record_outside_jupyter_prints_and_keeps(capsys):
-    entry = record_mod.record("unit_test_metric", 3, "GB/s", hardware="test box")
-    assert entry == {"value": 3.0, "unit": "GB/s", "hardware": "test box", "meaningful": True}
-    assert record_mod.RECORDED["unit_test_metric"]["value"] == 3.0
+    assert record_mod.record("unit_test_metric", 3, "GB/s", hardware="test box") is None
+    assert record_mod.RECORDED["unit_test_metric"] == {
+        "value": 3.0, "unit": "GB/s", "hardware": "test box", "meaningful": True}
     assert "unit_test_metric = 3 GB/s  (test box)" in capsys.readouterr().out
 
 
@@ -58,3 +58,18 @@ def test_metrics_are_gathered_from_notebook_outputs():
     metrics = record_mod.metrics_from_notebook(json.loads(json.dumps(nb)))
     assert metrics == {"bw": {"value": 1.0, "unit": "GB/s", "hardware": "h",
                               "meaningful": True}}
+
+
+def test_record_cpu_device_names_the_cpu_even_on_a_gpu_machine():
+    record_mod.record("cpu_metric", 1, "s", device="cpu")
+    assert record_mod.RECORDED["cpu_metric"]["hardware"].startswith("CPU: ")
+    with pytest.raises(ValueError, match="device='tpu'"):
+        record_mod.record("x", 1, "s", device="tpu")
+
+
+def test_benchmark_marks_only_numba_timings_on_the_simulator(monkeypatch):
+    from course_utils import cudasim
+
+    monkeypatch.setattr(cudasim, "on_simulator", lambda: True)
+    assert timing.benchmark(lambda: None, repeats=1, sync="none").meaningful
+    assert not timing.benchmark(lambda: None, repeats=1, sync="numba").meaningful
