@@ -258,6 +258,8 @@ def grade(path: Path, *, timeout: float = 600, profile: str = "quick") -> GradeR
     from nbclient import NotebookClient
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
+    from .runner import KERNEL_ARGUMENTS
+
     path = Path(path)
     nb = _read_notebook(path)
     declared = declared_checks(nb)
@@ -272,6 +274,7 @@ def grade(path: Path, *, timeout: float = 600, profile: str = "quick") -> GradeR
                 nb, kernel_name="python3", allow_errors=True,
                 timeout_func=lambda cell: max(1.0, deadline - time.perf_counter()),
                 resources={"metadata": {"path": scratch}},
+                extra_arguments=KERNEL_ARGUMENTS,
             )
             try:
                 client.execute()

@@ -48,6 +48,10 @@ results.json (schema "hpdl-results/1"):
 DEFAULT_TARGETS = ("lessons", "labs/solutions")
 RESERVED_PARAMETERS = ("PROFILE", "DEVICE")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+# The kernel's own start-up warnings (e.g. "running over TCP without encryption" on a
+# local machine, a KeyboardInterrupt logged at shutdown) would drown the progress lines;
+# cell errors reach the run through the notebook itself.
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL"]
 
 
 @dataclass
@@ -208,6 +212,7 @@ def run_one(source: Path, output: Path, parameters: dict[str, Any],
             str(source), str(output), parameters=parameters, kernel_name="python3",
             progress_bar=False, cwd=str(output.parent), log_output=False,
             timeout_func=lambda cell: max(1.0, deadline - time.perf_counter()),
+            extra_arguments=KERNEL_ARGUMENTS,
         )
     except CellTimeoutError:
         status = "timeout"
@@ -284,7 +289,10 @@ def summary_table(result: RunResult, report_path: Path | None = None) -> str:
     width = max([len(nb.path) for nb in result.notebooks] + [8])
     lines = [f"{'notebook':<{width}}  {'status':<8} {'seconds':>8}  metrics"]
     for nb in result.notebooks:
-        shown = ", ".join(f"{k}={v['value']:.4g} {v['unit']}" for k, v in nb.metrics.items())
+        shown = ", ".join(
+            f"{k}={v['value']:.4g} {v['unit']}"
+            + ("" if v.get("meaningful", True) else " (simulator: not performance)")
+            for k, v in nb.metrics.items())
         lines.append(f"{nb.path:<{width}}  {nb.status:<8} {nb.seconds:8.1f}  {shown}")
         if nb.error:
             cell = f"cell {nb.error['cell']}: " if nb.error.get("cell") is not None else ""
