@@ -80,8 +80,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_student(args: argparse.Namespace) -> int:
-    import tempfile
-
     from .labs import generate_students, student_is_current
 
     masters = sorted(paths.SOLUTIONS_DIR.glob("*.ipynb"))
@@ -93,8 +91,7 @@ def _cmd_student(args: argparse.Namespace) -> int:
             print(f"stale: labs/{name} differs from the one generated from "
                   f"labs/solutions/{name}; run `hpdl student`")
         return 1 if stale else 0
-    with tempfile.TemporaryDirectory():  # generation is all-or-nothing per notebook
-        written = generate_students(paths.SOLUTIONS_DIR, paths.LABS_DIR)
+    written = generate_students(paths.SOLUTIONS_DIR, paths.LABS_DIR)
     for path in written:
         print(f"wrote {path.relative_to(paths.REPO_ROOT)}")
     return 0
