@@ -30,21 +30,38 @@ def write_results(result: RunResult, out_dir: Path) -> tuple[Path, Path]:
     json_path = out_dir / "results.json"
     json_path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     html_path = out_dir / "report.html"
-    html_path.write_text(render_html(data), encoding="utf-8")
+    html_path.write_text(render_html(data, out_dir), encoding="utf-8")
     return json_path, html_path
 
 
-def _metric_cell(metrics: dict) -> str:
+def _metric_cell(metrics: dict, run_hardware: str) -> str:
     rows = []
     for name, m in metrics.items():
         flag = "" if m.get("meaningful", True) else \
             ' <span class="warn">(CUDA simulator: not a performance number)</span>'
-        rows.append(f"{html.escape(name)} = {m['value']:.4g} {html.escape(m['unit'])}{flag}")
+        where = m.get("hardware")
+        where = f" <small>on {html.escape(where)}</small>" if where and where != run_hardware \
+            else ""
+        rows.append(f"{html.escape(name)} = {m['value']:.4g} {html.escape(m['unit'])}"
+                    f"{where}{flag}")
     return "<br>".join(rows) or "&ndash;"
 
 
-def render_html(data: dict) -> str:
-    """The report page for a results.json dict."""
+def _link(nb: dict, out_dir: Path | None) -> str:
+    """The notebook's name, linked to its executed copy when that lies under out_dir."""
+    name = html.escape(nb["path"])
+    if out_dir is None or not nb.get("output"):
+        return name
+    try:
+        rel = Path(nb["output"]).resolve().relative_to(Path(out_dir).resolve())
+    except ValueError:
+        return name
+    return f'<a href="{html.escape(rel.as_posix())}">{name}</a>'
+
+
+
+def render_html(data: dict, out_dir: Path | None = None) -> str:
+    """The report page for a results.json dict (links resolved against ``out_dir``)."""
     e = html.escape
     fp = data["fingerprint"]
     s = data["summary"]
@@ -59,9 +76,9 @@ def render_html(data: dict) -> str:
     details = []
     for i, nb in enumerate(data["notebooks"]):
         status = e(nb["status"])
-        link = e(nb["path"])
+        link = _link(nb, out_dir)
         if nb["error"]:
-            link = f'<a href="#err{i}">{link}</a>'
+            link += f' (<a href="#err{i}">error</a>)'
             cell = nb["error"].get("cell")
             details.append(
                 f'<h3 id="err{i}">{e(nb["path"])}: {status}'
@@ -75,9 +92,9 @@ def render_html(data: dict) -> str:
             got = sum(c["points"] for c in checks)
             total = sum(c["max_points"] for c in checks)
             score = f"<br>checks: {got:g}/{total:g} points"
+        metrics = _metric_cell(nb["metrics"], fp.get("hardware"))
         rows.append(f'<tr><td>{link}</td><td class="{status}">{status}</td>'
-                    f"<td>{nb['seconds']:.1f}</td><td>{_metric_cell(nb['metrics'])}{score}"
-                    "</td></tr>")
+                    f"<td>{nb['seconds']:.1f}</td><td>{metrics}{score}</td></tr>")
     table = ("<table><tr><th>notebook</th><th>status</th><th>seconds</th>"
              "<th>recorded</th></tr>" + "".join(rows) + "</table>")
     fingerprint = f"<h2>Machine</h2><pre>{e(json.dumps(fp, indent=2))}</pre>"
