@@ -25,7 +25,7 @@ def test_run_reports_failure_timeout_and_metrics(tmp_path):
     out = tmp_path / "out"
     before = _git_status()
     result = hpdl("run", str(src), "--out", str(out), "--timeout", "15", "-p", "X", "21",
-                  "--no-progress")
+                  "--profile", "quick", "--no-progress")
     assert result.returncode == 1, result.stdout + result.stderr
     data = json.loads((out / "results.json").read_text())
     by_name = {nb["path"]: nb for nb in data["notebooks"]}
@@ -46,8 +46,10 @@ def test_run_reports_failure_timeout_and_metrics(tmp_path):
 
 
 def test_run_all_passing_exits_0(tmp_path):
-    nb = make_notebook(tmp_path / "only.ipynb", ["print(PROFILE, DEVICE)"])
-    result = hpdl("run", str(nb), "--out", str(tmp_path / "o"), "--no-progress")
+    """The resolved profile and device are injected (explicit --profile beats HPDL_PROFILE)."""
+    nb = make_notebook(tmp_path / "only.ipynb", ['print(f"ran with {PROFILE}/{DEVICE}")'])
+    result = hpdl("run", str(nb), "--out", str(tmp_path / "o"), "--profile", "full",
+                  "--device", "cpu", "--no-progress")
     assert result.returncode == 0, result.stderr
     executed = (tmp_path / "o/only.ipynb").read_text()
-    assert "quick" in executed
+    assert "ran with full/cpu" in executed
