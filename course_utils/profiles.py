@@ -41,6 +41,17 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "batch_size": 64,
         },
         "start_here": {"matmul_n": 256},
+        "autograd_frameworks": {"unset": None},  # quick: autograd_frameworks
+        "playground": {"unset": None},  # quick: playground
+        "real_data": {"unset": None},  # quick: real_data
+        "hardware": {"unset": None},  # quick: hardware
+        "parallel_cpu": {"unset": None},  # quick: parallel_cpu
+        "cuda_model": {"unset": None},  # quick: cuda_model
+        "memory_hierarchy": {"unset": None},  # quick: memory_hierarchy
+        "reductions": {"unset": None},  # quick: reductions
+        "roofline_profiling": {"unset": None},  # quick: roofline_profiling
+        "lab2_cuda_kernels": {"unset": None},  # quick: lab2_cuda_kernels
+        "lab3_reduction_histogram": {"unset": None},  # quick: lab3_reduction_histogram
     },
     "full": {
         "dnn_from_scratch": {
@@ -60,6 +71,17 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "batch_size": 64,
         },
         "start_here": {"matmul_n": 4096},
+        "autograd_frameworks": {"unset": None},  # full: autograd_frameworks
+        "playground": {"unset": None},  # full: playground
+        "real_data": {"unset": None},  # full: real_data
+        "hardware": {"unset": None},  # full: hardware
+        "parallel_cpu": {"unset": None},  # full: parallel_cpu
+        "cuda_model": {"unset": None},  # full: cuda_model
+        "memory_hierarchy": {"unset": None},  # full: memory_hierarchy
+        "reductions": {"unset": None},  # full: reductions
+        "roofline_profiling": {"unset": None},  # full: roofline_profiling
+        "lab2_cuda_kernels": {"unset": None},  # full: lab2_cuda_kernels
+        "lab3_reduction_histogram": {"unset": None},  # full: lab3_reduction_histogram
     },
 }
 

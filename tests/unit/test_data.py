@@ -66,3 +66,82 @@ def test_plots_draw_on_given_axes():
     plots.curves({"loss": [3, 2, 1]}, ax=axes[2], logy=True)
     assert axes[2].get_yscale() == "log" and len(axes[2].lines) == 1
     plt.close(fig)
+
+
+@pytest.mark.parametrize("name", data.PLAYGROUND_DATASETS)
+def test_playground_sets_are_balanced_deterministic_and_in_range(name):
+    X, y = data.playground(name, n=301, noise=0.1, seed=4)
+    assert X.shape == (301, 2) and X.dtype == np.float32 and y.dtype == np.int64
+    assert abs(int(np.bincount(y)[1]) - 150) <= 40
+    assert np.abs(X).max() < 9
+    X2, y2 = data.playground(name, n=301, noise=0.1, seed=4)
+    np.testing.assert_array_equal(X, X2)
+    np.testing.assert_array_equal(y, y2)
+
+
+def test_playground_labels_follow_their_rule_without_noise():
+    X, y = data.playground("xor", n=200)
+    np.testing.assert_array_equal(y, (X[:, 0] * X[:, 1] >= 0).astype(int))
+    X, y = data.playground("circle", n=200)
+    radius = np.hypot(X[:, 0], X[:, 1])
+    assert radius[y == 1].max() < radius[y == 0].min()
+
+
+@pytest.mark.parametrize("kwargs, name", [({"name": "moons"}, "dataset"),
+                                          ({"name": "xor", "noise": 0.9}, "noise"),
+                                          ({"name": "xor", "n": 0}, "n")])
+def test_playground_rejects_bad_arguments(kwargs, name):
+    with pytest.raises(UsageError, match=name):
+        data.playground(**kwargs)
+
+
+def test_playground_features():
+    X = np.array([[1.0, 2.0], [-0.5, 3.0]], dtype=np.float32)
+    F = data.playground_features(X, ["x1", "x1*x2", "x2^2", "sin(x1)"])
+    np.testing.assert_allclose(F, [[1, 2, 4, np.sin(1)], [-0.5, -1.5, 9, np.sin(-0.5)]],
+                               rtol=1e-6)
+    with pytest.raises(UsageError, match="feature"):
+        data.playground_features(X, ["x3"])
+    with pytest.raises(UsageError, match="features"):
+        data.playground_features(X, [])
+
+
+def test_digits_bundled_and_scaled():
+    Xtr, Xte, ytr, yte = data.digits(seed=0)
+    assert Xtr.shape[1:] == (1, 8, 8) and len(ytr) + len(yte) == 1797
+    assert 0 <= Xtr.min() and Xtr.max() <= 1 and set(np.unique(ytr)) == set(range(10))
+
+
+def test_mnist1d_generated_locally_and_cached(monkeypatch, tmp_path):
+    import course_utils.paths as paths
+
+    monkeypatch.setattr(paths, "BUILD_DIR", tmp_path)
+    Xtr, Xte, ytr, yte = data.mnist1d()
+    assert Xtr.shape == (4000, 40) and Xte.shape == (1000, 40) and Xtr.dtype == np.float32
+    assert set(np.unique(ytr)) == set(range(10))
+    assert (tmp_path / "data/mnist1d_seed42.npz").exists()
+    again = data.mnist1d()
+    np.testing.assert_array_equal(again[0], Xtr)
+
+
+def test_more_plots():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from course_utils import plots
+
+    fig, axes = plt.subplots(1, 4)
+    plots.confusion(np.array([[3, 1], [0, 4]]), ax=axes[0])
+    assert len(axes[0].texts) == 4
+    ax = plots.roofline({"fp32": 1000.0, "bf16": 4000.0}, 100.0,
+                        {"matmul": (50.0, 800.0), "add": (0.08, 7.0)}, ax=axes[1],
+                        hardware="test cpu")
+    assert ax.get_xscale() == "log" and "test cpu" in ax.get_title()
+    with pytest.raises(UsageError, match="bandwidth"):
+        plots.roofline(1.0, 0.0)
+    plots.bars({"a": 1.0, "b": 2.5}, ax=axes[2], reference=1.0)
+    plots.scaling([1, 2, 4], [10.0, 19.0, 30.0], ax=axes[3])
+    assert any("75%" in t.get_text() for t in axes[3].texts)
+    plt.close(fig)
