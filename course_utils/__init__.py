@@ -17,6 +17,7 @@ from .errors import CourseError, DeviceUnavailableError, UsageError
 from .paths import build_path
 from .record import record
 from .session import Context, setup
+from .source import show_source
 from .timing import benchmark, gbps, gflops, matmul_flop
 
 __version__ = "0.1.0"
@@ -24,5 +25,5 @@ __version__ = "0.1.0"
 __all__ = [
     "Context", "CourseError", "DeviceUnavailableError", "UsageError", "benchmark",
     "build_path", "gbps", "gflops", "matmul_flop", "on_simulator", "pick_device", "record",
-    "seed_everything", "set_deterministic", "setup", "skip_on_simulator",
+    "seed_everything", "set_deterministic", "setup", "show_source", "skip_on_simulator",
 ]
