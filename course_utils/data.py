@@ -185,3 +185,23 @@ def mnist1d(seed: int = 42):
     np.savez(tmp, X_train=arrays[0], X_test=arrays[1], y_train=arrays[2], y_test=arrays[3])
     tmp.replace(cache)
     return arrays
+
+
+def synthetic_images(n: int, *, shape: tuple[int, int, int] = (3, 32, 32), n_classes: int = 10,
+                     seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Random CIFAR-shaped images with labels that a network can learn.
+
+    Each class has its own smooth random template; an image is its class template plus
+    noise. For throughput lessons the content does not matter, but a learnable signal lets
+    them check that training still trains. Float32 (n, C, H, W), int64 labels.
+    """
+    check_positive("n", n)
+    check_positive("n_classes", n_classes)
+    rng = np.random.default_rng(seed)
+    c, h, w = shape
+    coarse = rng.normal(size=(n_classes, c, 4, 4)).astype(np.float32)
+    templates = np.repeat(np.repeat(coarse, -(-h // 4), axis=2), -(-w // 4), axis=3)
+    templates = templates[:, :, :h, :w]
+    y = rng.integers(0, n_classes, size=n).astype(np.int64)
+    X = templates[y] + rng.normal(scale=1.0, size=(n, c, h, w)).astype(np.float32)
+    return X.astype(np.float32), y

@@ -108,3 +108,52 @@ class DigitsCNN(nn.Module):
 def count_parameters(net: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in net.parameters() if p.requires_grad)
+
+
+class _BasicBlock(nn.Module):
+    """Two 3×3 convolutions with batch norm and a residual connection (He et al. 2016)."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.shortcut = nn.Identity()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False),
+                                          nn.BatchNorm2d(c_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return torch.relu(out + self.shortcut(x))
+
+
+class SmallResNet(nn.Module):
+    """A ResNet for 32×32 images (CIFAR-shaped): a stem, three stages of basic blocks at
+    widths ``width``, ``2·width``, ``4·width`` (strides 1, 2, 2), global pooling, a linear
+    head. ``width=16, blocks=1`` is tiny (CPU lessons); ``width=64, blocks=2`` is a
+    GPU-sized workload (about 2.8 M parameters, like a wide CIFAR ResNet-20)."""
+
+    def __init__(self, n_classes: int = 10, width: int = 16, blocks: int = 1,
+                 in_channels: int = 3):
+        super().__init__()
+        _check_count("n_classes", n_classes)
+        _check_count("width", width)
+        _check_count("blocks", blocks)
+        _check_count("in_channels", in_channels)
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1, bias=False),
+                                  nn.BatchNorm2d(width), nn.ReLU())
+        layers: list[nn.Module] = []
+        c_in = width
+        for stage, c_out in enumerate((width, 2 * width, 4 * width)):
+            for b in range(blocks):
+                layers.append(_BasicBlock(c_in, c_out, stride=2 if stage and b == 0 else 1))
+                c_in = c_out
+        self.stages = nn.Sequential(*layers)
+        self.head = nn.Linear(c_in, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.stages(self.stem(x))
+        return self.head(out.mean(dim=(2, 3)))

@@ -110,3 +110,17 @@ def test_numpy_mlp_backward_matches_numerical_gradient(activation):
         numeric = numerical_gradient(
             lambda: numpy_mlp.loss_and_grads(params, X, y, activation)[0], value)
         np.testing.assert_allclose(grads[name], numeric, rtol=1e-5, atol=1e-8)
+
+
+def test_small_resnet_shapes_and_learnable_synthetic_images():
+    X, y = data.synthetic_images(64, seed=0)
+    assert X.shape == (64, 3, 32, 32) and X.dtype == np.float32 and y.max() < 10
+    net = models.SmallResNet(width=8, blocks=1)
+    assert net(torch.as_tensor(X[:4])).shape == (4, 10)
+    assert 2e6 < models.count_parameters(models.SmallResNet(width=64, blocks=2)) < 4e6
+    torch.manual_seed(0)
+    tr = train.tensor_loader(X, y, batch_size=16, shuffle=True)
+    hist = train.fit(net, tr, num_epochs=3, lr=0.01, progress=False)
+    assert hist.train_loss[-1] < hist.train_loss[0]
+    with pytest.raises(UsageError, match="width"):
+        models.SmallResNet(width=0)
