@@ -8,8 +8,9 @@ launch configuration goes through ``check_block`` / ``grid_1d`` / ``grid_2d`` fi
 
 Limits: 1024 threads per block and 65535 blocks in grid dimensions y and z on every
 CUDA GPU since compute capability 2.0. On a real GPU the device's own attributes are
-read; on the simulator the same architectural limits apply, plus a cap on the total
-number of simulated threads per block (each one is a Python thread).
+read; on the simulator the same architectural limits apply (each simulated thread is a
+Python thread, so keep simulator launches to a few hundred threads: that is the lessons'
+business, through their quick-profile sizes).
 """
 
 from __future__ import annotations
