@@ -41,17 +41,106 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "batch_size": 64,
         },
         "start_here": {"matmul_n": 256},
-        "autograd_frameworks": {"unset": None},  # quick: autograd_frameworks
-        "playground": {"unset": None},  # quick: playground
-        "real_data": {"unset": None},  # quick: real_data
-        "hardware": {"unset": None},  # quick: hardware
-        "parallel_cpu": {"unset": None},  # quick: parallel_cpu
-        "cuda_model": {"unset": None},  # quick: cuda_model
-        "memory_hierarchy": {"unset": None},  # quick: memory_hierarchy
-        "reductions": {"unset": None},  # quick: reductions
-        "roofline_profiling": {"unset": None},  # quick: roofline_profiling
-        "lab2_cuda_kernels": {"unset": None},  # quick: lab2_cuda_kernels
-        "lab3_reduction_histogram": {"unset": None},  # quick: lab3_reduction_histogram
+        "autograd_frameworks": {
+            "n_per_class": 500,
+            "hidden": 32,
+            "activation": "relu",
+            "optimizer": "adam",
+            "lr": 0.01,
+            "num_epochs": 60,
+            "batch_size": 64,
+            "min_accuracy": 0.95,
+            "bench_hidden": 32,
+            "bench_batch": 64,
+            "bench_repeats": 20,
+            "compile_step": "forward",
+            "compile_mode": "default",
+            "cpu_threads": 1,
+        },
+        "playground": {
+            "n_points": 300,
+            "batch_size": 16,
+            "lr": 0.03,
+            "num_epochs": 20,
+            "spiral_epochs": 40,
+            "app_epochs": 20,
+        },
+        "real_data": {  # quick: real_data
+            "models": ("logistic", "mlp", "cnn"),
+            "num_epochs": 8,
+            "batch_size": 100,
+            "lr": 0.01,
+            "paper_tolerance": None,  # too few epochs to compare with the paper
+            "bench_repeats": 2,
+            "digits_epochs": 6,
+            "digits_batch_size": 64,
+            "digits_min_accuracy": 0.9,
+            "cpu_threads": 1,
+        },
+        "hardware": {  # quick: hardware
+            "matmul_n": 512,
+            "dtypes": "fp64,fp32,bf16",
+            "stream_mb": 64,
+            "h2d_mb": 64,
+            "check_n": 256,
+            "cpu_matmul_n": 512,
+            "repeats": 3,
+        },
+        "parallel_cpu": {  # quick: parallel_cpu
+            "n_queries": 1000,
+            "n_points": 1000,
+            "python_queries": 8,
+            "serial_share": 0.2,
+            "weak_queries": 250,
+            "sum_size": 2_000_000,
+            "gelu_size": 1_000_000,
+            "ln_rows": 4096,
+            "ln_features": 256,
+            "repeats": 5,
+        },
+        "cuda_model": {"n": 1000, "threads_per_block": 128, "grid_stride_blocks": 2,
+                       "blur_rows": 20, "blur_cols": 30, "blur_block_x": 8,
+                       "blur_block_y": 8, "repeats": 3, "min_copy_fraction": 0.8},
+        "memory_hierarchy": {  # quick: memory_hierarchy (simulator: tiny, odd sizes)
+            "copy_n": 999,
+            "max_stride": 32,
+            "transpose_rows": 17,
+            "transpose_cols": 41,
+            "check_m": 19,
+            "check_k": 23,
+            "check_n": 21,
+            "matmul_n": 13,
+            "warmup": 1,
+            "repeats": 2,
+            "launches": 1,
+            "min_fraction_of_cublas": 0.0,
+        },
+        "reductions": {  # quick: reductions (simulator: a few hundred threads per launch)
+            "n": 1001, "threads": 64, "blocks": 4, "launches": 1, "warmup": 0, "repeats": 1,
+            "nbins": 256, "hist_n": 1001, "hot_fraction": 0.9,
+            "stream_n": 1001, "chunks": 4, "streams": 2, "compute_iters": 8,
+            "min_copy_fraction": 0.8,
+        },
+        "roofline_profiling": {  # quick: roofline_profiling (simulator: tiny, odd sizes)
+            "n": 1001, "threads": 64, "blocks": 4, "stride": 4, "blur_rows": 20,
+            "blur_cols": 30, "transpose_rows": 17, "transpose_cols": 41, "matmul_n": 13,
+            "hist_n": 1001, "nbins": 64, "cublas_n": 256, "launches": 1, "warmup": 0,
+            "repeats": 1, "roof_tolerance": 1.15, "ncu_timeout": 0,
+        },
+        "lab2_cuda_kernels": {  # quick: lab2_cuda_kernels (simulator: tiny grids)
+            "threads": 64, "block_x": 8, "block_y": 8, "saxpy_n": 1001, "saxpy_blocks": 2,
+            "image_rows": 16, "image_cols": 24, "speed_n": 2048, "min_speedup": 3.0,
+            "warmup": 0, "repeats": 1,
+        },
+        "lab3_reduction_histogram": {  # quick: lab3_reduction_histogram (simulator)
+            "threads": 64, "blocks": 3, "nbins": 100, "sum_n": 1001, "hist_n": 1001,
+            "warmup": 0, "repeats": 1,
+        },
+        "collectives": {  # quick: collectives (Gloo processes on the CPU)
+            "backend": "auto", "world_sizes": (2, 3, 4), "lengths": (1, 7, 1001),
+            "bench_nproc": 2, "min_bytes": 2**10, "max_bytes": 2**22, "gloo_max_bytes": 2**22,
+            "size_factor": 8, "warmup": 2, "repeats": 3, "iters": 3, "timeout": 180,
+        },
     },
     "full": {
         "dnn_from_scratch": {
@@ -71,17 +160,108 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "batch_size": 64,
         },
         "start_here": {"matmul_n": 4096},
-        "autograd_frameworks": {"unset": None},  # full: autograd_frameworks
-        "playground": {"unset": None},  # full: playground
-        "real_data": {"unset": None},  # full: real_data
-        "hardware": {"unset": None},  # full: hardware
-        "parallel_cpu": {"unset": None},  # full: parallel_cpu
-        "cuda_model": {"unset": None},  # full: cuda_model
-        "memory_hierarchy": {"unset": None},  # full: memory_hierarchy
-        "reductions": {"unset": None},  # full: reductions
-        "roofline_profiling": {"unset": None},  # full: roofline_profiling
-        "lab2_cuda_kernels": {"unset": None},  # full: lab2_cuda_kernels
-        "lab3_reduction_histogram": {"unset": None},  # full: lab3_reduction_histogram
+        "autograd_frameworks": {
+            "n_per_class": 2000,
+            "hidden": 64,
+            "activation": "relu",
+            "optimizer": "adam",
+            "lr": 0.01,
+            "num_epochs": 100,
+            "batch_size": 128,
+            "min_accuracy": 0.98,
+            "bench_hidden": 2048,
+            "bench_batch": 4096,
+            "bench_repeats": 30,
+            "compile_step": "train",
+            "compile_mode": "default",
+            "cpu_threads": 0,
+        },
+        "playground": {
+            "n_points": 500,
+            "batch_size": 10,
+            "lr": 0.03,
+            "num_epochs": 60,
+            "spiral_epochs": 150,
+            "app_epochs": 60,
+        },
+        "real_data": {  # full: real_data
+            "models": ("logistic", "mlp", "cnn"),
+            "num_epochs": 150,  # the MNIST-1D paper's 6000 steps of 100
+            "batch_size": 100,
+            "lr": 0.01,
+            "paper_tolerance": 0.06,
+            "bench_repeats": 5,
+            "digits_epochs": 30,
+            "digits_batch_size": 64,
+            "digits_min_accuracy": 0.95,
+            "cpu_threads": 1,
+        },
+        "hardware": {  # full: hardware
+            "matmul_n": 8192,
+            "dtypes": "fp64,fp32,bf16,fp16",
+            "stream_mb": 1024,
+            "h2d_mb": 512,
+            "check_n": 1024,
+            "cpu_matmul_n": 2048,
+            "repeats": 10,
+        },
+        "parallel_cpu": {  # full: parallel_cpu
+            "n_queries": 8000,
+            "n_points": 8000,
+            "python_queries": 32,
+            "serial_share": 0.2,
+            "weak_queries": 1000,
+            "sum_size": 20_000_000,
+            "gelu_size": 20_000_000,
+            "ln_rows": 65536,
+            "ln_features": 512,
+            "repeats": 5,
+        },
+        "cuda_model": {"n": 2**26, "threads_per_block": 256, "grid_stride_blocks": 1024,
+                       "blur_rows": 4096, "blur_cols": 4096, "blur_block_x": 32,
+                       "blur_block_y": 8, "repeats": 20, "min_copy_fraction": 0.8},
+        "memory_hierarchy": {  # full: memory_hierarchy (one GPU; 4096^2 matmuls)
+            "copy_n": 2**27 + 1,
+            "max_stride": 32,
+            "transpose_rows": 8191,
+            "transpose_cols": 8193,
+            "check_m": 1031,
+            "check_k": 517,
+            "check_n": 769,
+            "matmul_n": 4096,
+            "warmup": 2,
+            "repeats": 10,
+            "launches": 10,
+            "min_fraction_of_cublas": 0.25,
+        },
+        "reductions": {  # full: reductions (blocks / compute_iters None: sized on the GPU)
+            "n": 2**26, "threads": 256, "blocks": None, "launches": 20, "warmup": 2,
+            "repeats": 7, "nbins": 256, "hist_n": 2**26, "hot_fraction": 0.9,
+            "stream_n": 2**26, "chunks": 16, "streams": 4, "compute_iters": None,
+            "min_copy_fraction": 0.8,
+        },
+        "roofline_profiling": {  # full: roofline_profiling (every array well above L2)
+            "n": 2**26, "threads": 256, "blocks": None, "stride": 8, "blur_rows": 8192,
+            "blur_cols": 8192, "transpose_rows": 8191, "transpose_cols": 8193,
+            "matmul_n": 4096, "hist_n": 2**27, "nbins": 256, "cublas_n": 8192,
+            "launches": 10, "warmup": 2, "repeats": 5, "roof_tolerance": 1.15,
+            "ncu_timeout": 120,
+        },
+        "lab2_cuda_kernels": {  # full: lab2_cuda_kernels
+            "threads": 256, "block_x": 16, "block_y": 16, "saxpy_n": 2**24,
+            "saxpy_blocks": 1024, "image_rows": 2048, "image_cols": 2048, "speed_n": 2048,
+            "min_speedup": 3.0, "warmup": 2, "repeats": 10,
+        },
+        "lab3_reduction_histogram": {  # full: lab3_reduction_histogram
+            "threads": 256, "blocks": 1024, "nbins": 100, "sum_n": 2**26, "hist_n": 2**26,
+            "warmup": 2, "repeats": 10,
+        },
+        "collectives": {  # full: collectives (NCCL, a rank per GPU; Gloo under 2 GPUs)
+            "backend": "auto", "world_sizes": (2, 3, 4), "lengths": (1, 7, 1001, 1_000_003),
+            "bench_nproc": "auto", "min_bytes": 2**10, "max_bytes": 2**28,
+            "gloo_max_bytes": 2**26, "size_factor": 4, "warmup": 2, "repeats": 5, "iters": 20,
+            "timeout": 300,
+        },
     },
 }
 
