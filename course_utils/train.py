@@ -17,7 +17,13 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    RandomSampler,
+    SequentialSampler,
+    TensorDataset,
+)
 
 from .errors import UsageError, check_choice, check_positive
 
@@ -60,8 +66,14 @@ def tensor_loader(X: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor, *,
     check_positive("num_workers", num_workers, allow_zero=True)
     dataset = TensorDataset(torch.as_tensor(X), torch.as_tensor(y))
     generator = torch.Generator().manual_seed(seed)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
-                      num_workers=num_workers, pin_memory=pin_memory)
+    # Index the tensors with a whole batch of indices at once (a TensorDataset accepts a
+    # list), instead of sample by sample followed by a collate: same batches, same order
+    # as DataLoader(batch_size=..., shuffle=...), many times faster for small samples.
+    order = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(
+        dataset)
+    batches = BatchSampler(order, batch_size=batch_size, drop_last=False)
+    return DataLoader(dataset, batch_size=None, sampler=batches, num_workers=num_workers,
+                      pin_memory=pin_memory, generator=generator)
 
 
 def loaders(X_train, y_train, X_test, y_test, *, batch_size: int, seed: int = 0,

@@ -124,3 +124,18 @@ def test_small_resnet_shapes_and_learnable_synthetic_images():
     assert hist.train_loss[-1] < hist.train_loss[0]
     with pytest.raises(UsageError, match="width"):
         models.SmallResNet(width=0)
+
+
+def test_tensor_loader_gives_the_batches_of_a_plain_dataloader():
+    X = np.arange(46, dtype=np.float32).reshape(23, 2)
+    y = np.arange(23)
+    fast = train.tensor_loader(X, y, batch_size=5, shuffle=True, seed=7)
+    plain = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(torch.as_tensor(X), torch.as_tensor(y)), batch_size=5,
+        shuffle=True, generator=torch.Generator().manual_seed(7))
+    assert len(fast) == len(plain) == 5
+    for (xa, ya), (xb, yb) in zip(fast, plain, strict=True):
+        torch.testing.assert_close(xa, xb)
+        torch.testing.assert_close(ya, yb)
+    ordered = [yb.tolist() for _, yb in train.tensor_loader(X, y, batch_size=10, shuffle=False)]
+    assert ordered == [list(range(10)), list(range(10, 20)), [20, 21, 22]]
