@@ -132,11 +132,13 @@ def occupancy_blocks_per_sm(threads_per_block: int, *, max_threads_per_sm: int =
                             max_blocks_per_sm: int = 32, shared_bytes: int = 0,
                             shared_per_sm: int = 228 * 1024) -> int:
     """Resident blocks per SM allowed by threads, block slots and shared memory
-    (registers ignored): the simple occupancy calculation of lesson 07.
+    (registers ignored; blocks occupy whole warps): the occupancy calculation of lesson 07.
 
     The defaults are an H100's (compute capability 9.0).
     """
     (threads_per_block,) = check_block(threads_per_block)
-    by_threads = max_threads_per_sm // threads_per_block
+    # The SM allocates whole warps: a block of 80 threads occupies 3 warps (96 slots).
+    warps = -(-threads_per_block // WARP_SIZE)
+    by_threads = max_threads_per_sm // (warps * WARP_SIZE)
     by_shared = shared_per_sm // shared_bytes if shared_bytes else max_blocks_per_sm
     return max(0, min(by_threads, max_blocks_per_sm, by_shared))

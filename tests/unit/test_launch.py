@@ -43,4 +43,5 @@ def test_limits_and_occupancy():
     assert launch.check_block(96, limits=limits) == (96,)
     assert launch.occupancy_blocks_per_sm(256) == 8
     assert launch.occupancy_blocks_per_sm(1024) == 2
+    assert launch.occupancy_blocks_per_sm(80) == 21  # 3 whole warps per block
     assert launch.occupancy_blocks_per_sm(128, shared_bytes=48 * 1024) == 4
