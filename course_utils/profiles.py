@@ -136,6 +136,9 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "threads": 64, "blocks": 3, "nbins": 100, "sum_n": 1001, "hist_n": 1001,
             "warmup": 0, "repeats": 1,
         },
+        "lab4_distributed": {  # quick: lab4_distributed (Gloo processes on the CPU)
+            "world_sizes": (2, 3, 4), "lengths": (1, 5, 1001), "dp_world_sizes": (2, 3),
+            "dp_steps": 5, "dp_batch": 3, "dp_lr": 0.1, "timeout": 240, "group_timeout": 20},
         "data_parallel": {  # quick: data_parallel (Gloo processes on the CPU)
             "n_per_class": 360, "hidden": (32, 32), "dtype": "float64", "batch_size": 30,
             "epochs": 2, "lr": 0.1, "base_batch": 30, "warmup_steps": 5, "momentum": 0.9,
@@ -197,9 +200,9 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "n_points": 500,
             "batch_size": 10,
             "lr": 0.03,
-            "num_epochs": 60,
-            "spiral_epochs": 150,
-            "app_epochs": 60,
+            "num_epochs": 40,
+            "spiral_epochs": 100,
+            "app_epochs": 40,
         },
         "real_data": {  # full: real_data
             "models": ("logistic", "mlp", "cnn"),
@@ -273,6 +276,9 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "threads": 256, "blocks": 1024, "nbins": 100, "sum_n": 2**26, "hist_n": 2**26,
             "warmup": 2, "repeats": 10,
         },
+        "lab4_distributed": {  # full: lab4_distributed (Gloo processes, also on a GPU node)
+            "world_sizes": (2, 3, 4), "lengths": (1, 5, 1001, 1_000_003), "dp_world_sizes": (2, 3),
+            "dp_steps": 20, "dp_batch": 5, "dp_lr": 0.1, "timeout": 300, "group_timeout": 30},
         "data_parallel": {  # full: data_parallel (NCCL, a rank per GPU; else Gloo on CPUs)
             "n_per_class": 1200, "hidden": (64, 64), "dtype": "float64", "batch_size": 50,
             "epochs": 3, "lr": 0.1, "base_batch": 50, "warmup_steps": 10, "momentum": 0.9,

@@ -1,0 +1,520 @@
+"""course_utils.checks.cuda: right kernels pass, the usual wrong ones fail with the hint.
+
+Runs on the CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``, or no GPU) or on a real GPU. The
+kernels below are the labs' answers and deliberately broken variants of them.
+"""
+
+import numpy as np
+import pytest
+
+from course_utils import cudasim, labs
+from course_utils.errors import UsageError
+
+cudasim.configure()  # simulator unless a real GPU is present, before numba is imported
+
+from numba import cuda, float32, int32  # noqa: E402
+
+from course_utils.checks import cuda as cc  # noqa: E402
+
+THREADS = 32  # small blocks: the simulator runs one Python thread per CUDA thread
+TILE = 8
+NBINS = 45  # more bins than THREADS, and not a multiple of it
+
+
+# --------------------------------------------------------------------------- SAXPY
+@cuda.jit
+def saxpy_ok(a, x, y, out):
+    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+        out[i] = a * x[i] + y[i]
+
+
+@cuda.jit
+def saxpy_no_guard(a, x, y, out):
+    i = cuda.grid(1)
+    out[i] = a * x[i] + y[i]
+
+
+@cuda.jit
+def saxpy_no_loop(a, x, y, out):
+    i = cuda.grid(1)
+    if i < out.size:
+        out[i] = a * x[i] + y[i]
+
+
+@cuda.jit
+def saxpy_block_stride(a, x, y, out):
+    for i in range(cuda.grid(1), out.size, cuda.blockDim.x):
+        out[i] = a * x[i] + y[i]
+
+
+@cuda.jit
+def saxpy_todo(a, x, y, out):
+    raise NotImplementedError("Lab answer: write your code here")
+
+
+def saxpy_not_jitted(a, x, y, out):
+    out[0] = a * x[0] + y[0]
+
+
+def test_saxpy_right_answer_passes():
+    cc.check_saxpy(saxpy_ok, threads=THREADS)
+
+
+@pytest.mark.parametrize("kernel, hint", [
+    (saxpy_no_guard, "bounds guard"),
+    (saxpy_no_loop, "cuda.gridsize(1)"),
+    (saxpy_block_stride, "updated by"),
+])
+def test_saxpy_mistakes_are_named(kernel, hint):
+    with pytest.raises(AssertionError, match="saxpy_grid_stride on n=") as info:
+        cc.check_saxpy(kernel, threads=THREADS)
+    assert hint in str(info.value)
+
+
+def test_unfinished_and_unjitted_kernels():
+    with pytest.raises(NotImplementedError):
+        cc.check_saxpy(saxpy_todo, threads=THREADS)
+    with pytest.raises(AssertionError, match="@cuda.jit"):
+        cc.check_saxpy(saxpy_not_jitted, threads=THREADS)
+    assert not cc.implemented(saxpy_todo) and cc.implemented(saxpy_ok)
+
+
+# --------------------------------------------------------------------------- blur
+@cuda.jit
+def blur_ok(img, out):
+    col, row = cuda.grid(2)
+    rows, cols = img.shape
+    if row < rows and col < cols:
+        total = float32(0.0)
+        for dr in range(-1, 2):
+            r = min(max(row + dr, 0), rows - 1)
+            for dc in range(-1, 2):
+                total += img[r, min(max(col + dc, 0), cols - 1)]
+        out[row, col] = total / float32(9.0)
+
+
+@cuda.jit
+def blur_inside_only(img, out):  # lesson 07's rule
+    col, row = cuda.grid(2)
+    rows, cols = img.shape
+    if row < rows and col < cols:
+        total = float32(0.0)
+        count = 0
+        for r in range(max(row - 1, 0), min(row + 2, rows)):
+            for c in range(max(col - 1, 0), min(col + 2, cols)):
+                total += img[r, c]
+                count += 1
+        out[row, col] = total / float32(count)
+
+
+@cuda.jit
+def blur_no_guard(img, out):
+    col, row = cuda.grid(2)
+    rows, cols = img.shape
+    total = float32(0.0)
+    for dr in range(-1, 2):
+        r = min(max(row + dr, 0), rows - 1)
+        for dc in range(-1, 2):
+            total += img[r, min(max(col + dc, 0), cols - 1)]
+    out[row, col] = total / float32(9.0)
+
+
+@cuda.jit
+def blur_swapped_xy(img, out):
+    row, col = cuda.grid(2)  # x along rows: wrong
+    rows, cols = img.shape
+    if row < rows and col < cols:
+        total = float32(0.0)
+        for dr in range(-1, 2):
+            r = min(max(row + dr, 0), rows - 1)
+            for dc in range(-1, 2):
+                total += img[r, min(max(col + dc, 0), cols - 1)]
+        out[row, col] = total / float32(9.0)
+
+
+def test_blur_right_answer_and_reference():
+    cc.check_blur(blur_ok, block=(8, 4))
+    img = np.arange(12, dtype=np.float32).reshape(3, 4)
+    corner = (4 * img[0, 0] + 2 * img[0, 1] + 2 * img[1, 0] + img[1, 1]) / 9
+    np.testing.assert_allclose(cc.blur_reference(img)[0, 0], corner, rtol=1e-6)
+
+
+@pytest.mark.parametrize("kernel, hint", [
+    (blur_inside_only, "lesson 07"),
+    (blur_no_guard, "bounds guard"),
+    (blur_swapped_xy, "never written"),
+])
+def test_blur_mistakes_are_named(kernel, hint):
+    with pytest.raises(AssertionError, match="blur on a") as info:
+        cc.check_blur(kernel, block=(8, 4))
+    assert hint in str(info.value)
+
+
+# --------------------------------------------------------------------------- matmul
+@cuda.jit
+def matmul_ok(A, B, C):
+    sA = cuda.shared.array((TILE, TILE), float32)
+    sB = cuda.shared.array((TILE, TILE), float32)
+    tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
+    M, K = A.shape
+    N = B.shape[1]
+    row = cuda.blockIdx.y * TILE + ty
+    col = cuda.blockIdx.x * TILE + tx
+    acc = float32(0.0)
+    for k0 in range(0, K, TILE):
+        sA[ty, tx] = A[row, k0 + tx] if row < M and k0 + tx < K else float32(0.0)
+        sB[ty, tx] = B[k0 + ty, col] if k0 + ty < K and col < N else float32(0.0)
+        cuda.syncthreads()
+        for j in range(TILE):
+            acc += sA[ty, j] * sB[j, tx]
+        cuda.syncthreads()
+    if row < M and col < N:
+        C[row, col] = acc
+
+
+@cuda.jit
+def matmul_no_sync(A, B, C):
+    sA = cuda.shared.array((TILE, TILE), float32)
+    sB = cuda.shared.array((TILE, TILE), float32)
+    tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
+    M, K = A.shape
+    N = B.shape[1]
+    row = cuda.blockIdx.y * TILE + ty
+    col = cuda.blockIdx.x * TILE + tx
+    acc = float32(0.0)
+    for k0 in range(0, K, TILE):
+        sA[ty, tx] = A[row, k0 + tx] if row < M and k0 + tx < K else float32(0.0)
+        sB[ty, tx] = B[k0 + ty, col] if k0 + ty < K and col < N else float32(0.0)
+        for j in range(TILE):
+            acc += sA[ty, j] * sB[j, tx]
+    if row < M and col < N:
+        C[row, col] = acc
+
+
+@cuda.jit
+def matmul_late_sync(A, B, C):
+    """Syncs after using the tiles but not between loading and using them."""
+    sA = cuda.shared.array((TILE, TILE), float32)
+    sB = cuda.shared.array((TILE, TILE), float32)
+    tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
+    M, K = A.shape
+    N = B.shape[1]
+    row = cuda.blockIdx.y * TILE + ty
+    col = cuda.blockIdx.x * TILE + tx
+    acc = float32(0.0)
+    for k0 in range(0, K, TILE):
+        sA[ty, tx] = A[row, k0 + tx] if row < M and k0 + tx < K else float32(0.0)
+        sB[ty, tx] = B[k0 + ty, col] if k0 + ty < K and col < N else float32(0.0)
+        for j in range(TILE):
+            acc += sA[ty, j] * sB[j, tx]
+        cuda.syncthreads()
+    if row < M and col < N:
+        C[row, col] = acc
+
+
+@cuda.jit
+def matmul_no_zero_fill(A, B, C):
+    sA = cuda.shared.array((TILE, TILE), float32)
+    sB = cuda.shared.array((TILE, TILE), float32)
+    tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
+    N = B.shape[1]
+    row = cuda.blockIdx.y * TILE + ty
+    col = cuda.blockIdx.x * TILE + tx
+    acc = float32(0.0)
+    for k0 in range(0, A.shape[1], TILE):
+        sA[ty, tx] = A[row, k0 + tx]
+        sB[ty, tx] = B[k0 + ty, col]
+        cuda.syncthreads()
+        for j in range(TILE):
+            acc += sA[ty, j] * sB[j, tx]
+        cuda.syncthreads()
+    if row < A.shape[0] and col < N:
+        C[row, col] = acc
+
+
+@cuda.jit
+def matmul_naive_in_disguise(A, B, C):
+    col, row = cuda.grid(2)
+    if row < C.shape[0] and col < C.shape[1]:
+        acc = float32(0.0)
+        for k in range(A.shape[1]):
+            acc += A[row, k] * B[k, col]
+        C[row, col] = acc
+
+
+def test_matmul_right_answer_passes():
+    cc.check_matmul_tiled(matmul_ok, tile=TILE)
+
+
+@pytest.mark.parametrize("kernel, hint", [
+    (matmul_no_sync, "never calls cuda.syncthreads()"),
+    (matmul_late_sync, "syncthreads"),
+    (matmul_no_zero_fill, "outside an array"),
+    (matmul_naive_in_disguise, "never calls cuda.shared.array"),
+])
+def test_matmul_mistakes_are_named(kernel, hint):
+    with pytest.raises(AssertionError, match="matmul_tiled") as info:
+        cc.check_matmul_tiled(kernel, tile=TILE)
+    assert hint in str(info.value)
+
+
+# --------------------------------------------------------------------------- GPU-only check
+def test_gpu_only_check_is_not_graded_on_the_simulator(capsys):
+    if not cudasim.on_simulator():
+        pytest.skip("checks the simulator's behaviour")
+    labs.RESULTS.pop("speed", None)
+    ran = []
+    assert cc.gpu_only_check("speed", 2, lambda: ran.append(1)) is False
+    assert not ran and "speed" not in labs.RESULTS
+    assert "not graded on the CUDA simulator" in capsys.readouterr().out
+
+
+def test_gpu_only_check_is_graded_where_it_runs(monkeypatch):
+    monkeypatch.setattr(cc, "on_simulator", lambda: False)
+    labs.RESULTS.pop("speed (test)", None)
+    assert cc.gpu_only_check("speed (test)", 2, lambda: None) is True
+    assert labs.RESULTS.pop("speed (test)").points == 2
+
+
+def test_speed_check_reports_both_timings_when_too_slow():
+    """The speed check's code path, at a tiny size (on the simulator the times mean nothing,
+    so a huge required speed-up fails there by construction)."""
+    result = {}
+    with pytest.raises(AssertionError, match=r"x faster; needs at least 1e\+09x"):
+        cc.check_matmul_speed(matmul_ok, matmul_naive_in_disguise, tile=TILE, n=9,
+                              min_speedup=1e9, warmup=0, repeats=1, result=result)
+    assert set(result) >= {"naive", "tiled", "speedup", "naive_gflops", "tiled_gflops"}
+
+
+@pytest.mark.gpu
+def test_speed_check_on_a_gpu():
+    result = {}
+    speedup = cc.check_matmul_speed(matmul_ok, matmul_naive_in_disguise, tile=TILE, n=512,
+                                    min_speedup=0.01, warmup=1, repeats=3, result=result)
+    assert speedup == result["speedup"] > 0
+
+
+# --------------------------------------------------------------------------- reduction
+@cuda.jit
+def block_sum_ok(x, partial):
+    cache = cuda.shared.array(THREADS, float32)
+    t = cuda.threadIdx.x
+    acc = float32(0.0)
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        acc += x[i]
+    cache[t] = acc
+    cuda.syncthreads()
+    step = THREADS // 2
+    while step > 0:
+        if t < step:
+            cache[t] += cache[t + step]
+        cuda.syncthreads()
+        step //= 2
+    if t == 0:
+        partial[cuda.blockIdx.x] = cache[0]
+
+
+@cuda.jit
+def block_sum_tree_no_sync(x, partial):
+    cache = cuda.shared.array(THREADS, float32)
+    t = cuda.threadIdx.x
+    acc = float32(0.0)
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        acc += x[i]
+    cache[t] = acc
+    cuda.syncthreads()
+    step = THREADS // 2
+    while step > 0:
+        if t < step:
+            cache[t] += cache[t + step]
+        step //= 2
+    if t == 0:
+        partial[cuda.blockIdx.x] = cache[0]
+
+
+@cuda.jit
+def block_sum_one_each(x, partial):
+    cache = cuda.shared.array(THREADS, float32)
+    t = cuda.threadIdx.x
+    i = cuda.grid(1)
+    cache[t] = x[i] if i < x.size else float32(0.0)
+    cuda.syncthreads()
+    step = THREADS // 2
+    while step > 0:
+        if t < step:
+            cache[t] += cache[t + step]
+        cuda.syncthreads()
+        step //= 2
+    if t == 0:
+        partial[cuda.blockIdx.x] = cache[0]
+
+
+def reduce_sum_ok(x, blocks):
+    partial = cuda.device_array(blocks, dtype=np.float32)
+    total = cuda.device_array(1, dtype=np.float32)
+    block_sum_ok[blocks, THREADS](x, partial)
+    block_sum_ok[1, THREADS](partial, total)
+    return float(total.copy_to_host()[0])
+
+
+def reduce_sum_one_pass(x, blocks):
+    partial = cuda.device_array(blocks, dtype=np.float32)
+    block_sum_ok[blocks, THREADS](x, partial)
+    return float(partial.copy_to_host()[0])
+
+
+def test_reduction_right_answers_pass():
+    cc.check_block_sum(block_sum_ok, threads=THREADS)
+    cc.check_reduce_sum(reduce_sum_ok, threads=THREADS)
+
+
+@pytest.mark.parametrize("kernel, hint", [
+    (block_sum_tree_no_sync, "syncthreads"),
+    (block_sum_one_each, "only one element"),
+])
+def test_block_sum_mistakes_are_named(kernel, hint):
+    with pytest.raises(AssertionError, match="block_sum on n=") as info:
+        cc.check_block_sum(kernel, threads=THREADS)
+    assert hint in str(info.value)
+
+
+def test_reduce_sum_waits_for_block_sum():
+    @cuda.jit
+    def block_sum_todo(x, partial):
+        raise NotImplementedError("Lab answer: write your code here")
+
+    with pytest.raises(NotImplementedError, match="block_sum"):
+        cc.check_reduce_sum(reduce_sum_ok, threads=THREADS, block_sum=block_sum_todo)
+
+
+def test_reduce_sum_one_pass_is_named():
+    with pytest.raises(AssertionError, match="block 0's partial sum only"):
+        cc.check_reduce_sum(reduce_sum_one_pass, threads=THREADS)
+
+
+def test_block_sum_reference_follows_the_grid_stride_split():
+    x = np.arange(10, dtype=np.float64)
+    # 2 blocks x 2 threads: thread g adds x[g], x[g + 4], x[g + 8]
+    np.testing.assert_array_equal(cc.thread_shares(x, 2, 2), [12, 15, 8, 10])
+    np.testing.assert_array_equal(cc.block_sum_reference(x, 2, 2), [27, 18])
+
+
+# --------------------------------------------------------------------------- histogram
+@cuda.jit
+def histogram_ok(data, bins):
+    local = cuda.shared.array(NBINS, int32)
+    t = cuda.threadIdx.x
+    for b in range(t, NBINS, cuda.blockDim.x):
+        local[b] = 0
+    cuda.syncthreads()
+    for i in range(cuda.grid(1), data.size, cuda.gridsize(1)):
+        cuda.atomic.add(local, data[i], 1)
+    cuda.syncthreads()
+    for b in range(t, NBINS, cuda.blockDim.x):
+        if local[b] != 0:
+            cuda.atomic.add(bins, b, local[b])
+
+
+@cuda.jit
+def histogram_last_bin_lost(data, bins):
+    local = cuda.shared.array(NBINS, int32)
+    t = cuda.threadIdx.x
+    for b in range(t, NBINS, cuda.blockDim.x):
+        local[b] = 0
+    cuda.syncthreads()
+    for i in range(cuda.grid(1), data.size, cuda.gridsize(1)):
+        cuda.atomic.add(local, data[i], 1)
+    cuda.syncthreads()
+    for b in range(t, NBINS - 1, cuda.blockDim.x):  # off by one
+        cuda.atomic.add(bins, b, local[b])
+
+
+@cuda.jit
+def histogram_one_bin_per_thread(data, bins):
+    local = cuda.shared.array(NBINS, int32)
+    t = cuda.threadIdx.x
+    if t < NBINS:
+        local[t] = 0
+    cuda.syncthreads()
+    for i in range(cuda.grid(1), data.size, cuda.gridsize(1)):
+        cuda.atomic.add(local, data[i], 1)
+    cuda.syncthreads()
+    if t < NBINS:
+        cuda.atomic.add(bins, t, local[t])
+
+
+@cuda.jit
+def histogram_not_zeroed(data, bins):
+    local = cuda.shared.array(NBINS, int32)
+    t = cuda.threadIdx.x
+    cuda.syncthreads()
+    for i in range(cuda.grid(1), data.size, cuda.gridsize(1)):
+        cuda.atomic.add(local, data[i], 1)
+    cuda.syncthreads()
+    for b in range(t, NBINS, cuda.blockDim.x):
+        cuda.atomic.add(bins, b, local[b])
+
+
+def test_histogram_right_answer_passes():
+    cc.check_histogram(histogram_ok, threads=THREADS, nbins=NBINS)
+
+
+@pytest.mark.parametrize("kernel, hint", [
+    (histogram_last_bin_lost, "Only the last bin"),
+    (histogram_one_bin_per_thread, f"Only bins >= {THREADS}"),
+    (histogram_not_zeroed, "zeroed"),
+])
+def test_histogram_mistakes_are_named(kernel, hint):
+    with pytest.raises(AssertionError, match="histogram_shared on n=") as info:
+        cc.check_histogram(kernel, threads=THREADS, nbins=NBINS)
+    assert hint in str(info.value)
+
+
+def test_histogram_cases_cover_every_bin_and_odd_sizes():
+    cases = cc.histogram_cases(NBINS, np.random.default_rng(0))
+    assert cases[-1][0].tolist() == [NBINS - 1]
+    data, blocks = cases[0]
+    assert set(data.tolist()) == set(range(NBINS)) and data.size % (blocks * THREADS)
+
+
+# --------------------------------------------------------------------------- settings
+LAB2 = {"threads": 64, "block_x": 8, "block_y": 8, "saxpy_n": 1001, "saxpy_blocks": 2,
+        "image_rows": 24, "image_cols": 40, "speed_n": 2048, "min_speedup": 3.0,
+        "warmup": 0, "repeats": 1}
+LAB3 = {"threads": 64, "blocks": 3, "nbins": 100, "sum_n": 1001, "hist_n": 1001,
+        "warmup": 0, "repeats": 1}
+
+
+def test_good_settings_pass_through():
+    assert cc.lab2_settings(LAB2) == LAB2
+    assert cc.lab3_settings(LAB3) == LAB3
+
+
+@pytest.mark.parametrize("key, value, match", [
+    ("threads", 0, "THREADS=0 is not valid"),
+    ("threads", -32, "THREADS=-32 is not valid"),
+    ("threads", 2048, "THREADS=2048 is not valid.*1024"),
+    ("block_x", 64, r"\(BLOCK_X, BLOCK_Y\)=\(64, 64\).*4096 threads"),
+    ("block_y", 0, r"\(BLOCK_X, BLOCK_Y\)=\(8, 0\) is not valid"),
+    ("saxpy_n", 0, "SAXPY_N=0 is not valid"),
+    ("min_speedup", -1.0, "MIN_SPEEDUP=-1.0 is not valid"),
+    ("min_speedup", "fast", "MIN_SPEEDUP='fast' is not valid; it must be a number > 0"),
+    ("image_rows", "abc", "IMAGE_ROWS='abc' is not valid; it must be an integer >= 1"),
+])
+def test_bad_lab2_settings_name_the_parameter(key, value, match):
+    cfg = {**LAB2, key: value}
+    if key == "block_x":
+        cfg["block_y"] = 64
+    with pytest.raises(UsageError, match=match):
+        cc.lab2_settings(cfg)
+
+
+@pytest.mark.parametrize("key, value, match", [
+    ("threads", 48, "THREADS=48 is not valid: the tree reduction.*power of two"),
+    ("threads", 0, "THREADS=0 is not valid"),
+    ("nbins", 100_000, "NBINS=100000 is not valid.*<= 12288"),
+    ("blocks", -1, "BLOCKS=-1 is not valid"),
+])
+def test_bad_lab3_settings_name_the_parameter(key, value, match):
+    with pytest.raises(UsageError, match=match):
+        cc.lab3_settings({**LAB3, key: value})
