@@ -231,6 +231,21 @@ def _tail(text: str, n: int) -> str:
     return "\n".join(lines[-n:]) if lines else "(empty)"
 
 
+def resolve_backend(backend: str, local_ranks: int) -> str:
+    """``auto`` becomes NCCL when every local rank can have a GPU of its own, else Gloo.
+
+    Decided once per launch (not per rank), so that all ranks agree: with more ranks than
+    GPUs, a per-rank choice would mix NCCL and Gloo and the group could never form.
+    """
+    check_choice("backend", backend, BACKENDS)
+    if backend != "auto":
+        return backend
+    from .device import cuda_gpu_count
+
+    gpus = cuda_gpu_count()
+    return "nccl" if gpus and gpus >= local_ranks else "gloo"
+
+
 def launch(script: str | os.PathLike, nproc: int = 2, args: Sequence[Any] = (), *,
            launcher: str = "torchrun", backend: str = "auto", timeout: float = 120.0,
            group_timeout: float = DEFAULT_GROUP_TIMEOUT_S, max_restarts: int = 0,
@@ -238,8 +253,9 @@ def launch(script: str | os.PathLike, nproc: int = 2, args: Sequence[Any] = (), 
            show: str = "failed", check: bool = True) -> LaunchResult:
     """Run ``script`` on ``nproc`` processes and wait for it, at most ``timeout`` seconds.
 
-    ``backend`` (``auto``: NCCL when every rank can have its own GPU, else Gloo; ``mpi``
-    only with ``launcher="mpiexec"``) and ``group_timeout`` reach the script's ``init()``.
+    ``backend`` (``auto``: NCCL when every rank can have its own GPU, else Gloo, decided
+    once for all ranks by ``resolve_backend``; ``mpi`` only with ``launcher="mpiexec"``)
+    and ``group_timeout`` reach the script's ``init()``.
     ``out_dir`` (default ``build/dist/<script name>``) receives ``rank<R>.log``,
     ``rank<R>.error`` and results saved with ``save_result``; it is emptied first.
     ``show``: print the per-rank logs ``"all"``, only when it ``"failed"``, or ``"none"``.
@@ -268,6 +284,7 @@ def launch(script: str | os.PathLike, nproc: int = 2, args: Sequence[Any] = (), 
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
+    backend = resolve_backend(backend, nproc)
     command = _command(launcher, script, nproc, args, max_restarts)
     child_env = {**os.environ, **(env or {}), ENV_OUT: str(out), ENV_BACKEND: backend,
                  ENV_TIMEOUT: str(group_timeout), "PYTHONUNBUFFERED": "1"}
@@ -358,8 +375,9 @@ def init(backend: str | None = None, timeout_s: float | None = None) -> DistInfo
     timeout_s = float(timeout_s or os.environ.get(ENV_TIMEOUT, DEFAULT_GROUP_TIMEOUT_S))
     rank, world, local = rank_from_env()
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if backend == "auto":
-        backend = "nccl" if gpus and local < gpus else "gloo"
+    if backend == "auto":  # a script started by hand with torchrun: same rule as launch()
+        local_world = _env_int("LOCAL_WORLD_SIZE", "MPI_LOCALNRANKS", default=world) or world
+        backend = "nccl" if gpus and gpus >= local_world else "gloo"
     device = f"cuda:{local % gpus}" if gpus and backend == "nccl" else "cpu"
     if device.startswith("cuda"):
         torch.cuda.set_device(device)

@@ -136,6 +136,10 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "threads": 64, "blocks": 3, "nbins": 100, "sum_n": 1001, "hist_n": 1001,
             "warmup": 0, "repeats": 1,
         },
+        "single_gpu_perf": {  # quick: single_gpu_perf (CPU: the rungs that apply, no compile)
+            "width": 8, "blocks": 1, "batch_size": 32, "n_images": 512, "steps": 5,
+            "warmup": 1, "repeats": 3, "num_workers": 1, "lr": 0.05, "compile": False,
+            "cpu_threads": 1, "profile_steps": 3, "min_amp_speedup": None},
         "lab4_distributed": {  # quick: lab4_distributed (Gloo processes on the CPU)
             "world_sizes": (2, 3, 4), "lengths": (1, 5, 1001), "dp_world_sizes": (2, 3),
             "dp_steps": 5, "dp_batch": 3, "dp_lr": 0.1, "timeout": 240, "group_timeout": 20},
@@ -157,7 +161,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "backend": "auto", "fsdp_world_sizes": (2,), "in_features": 20,
             "widths": (49, 31, 20), "classes": 10, "batch_per_rank": 8, "steps": 5,
             "tp_world": 4, "tp_sizes": (2, 4), "tp_features": 12, "tp_hidden": (16, 10),
-            "tp_batch": 5, "stages": 4, "micro_batches": (1, 2, 4, 8), "stage_ms": 200,
+            "tp_batch": 5, "stages": 4, "micro_batches": (1, 2, 4, 8), "stage_ms": 300,
             "bubble_tolerance": 0.06, "pp_repeats": 3, "mpi_nproc": 3, "mpi_steps": 30,
             "mpi_n_per_class": 200, "ft_steps": 8, "ft_kill_step": 4, "timeout": 300,
         },
@@ -276,6 +280,10 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "threads": 256, "blocks": 1024, "nbins": 100, "sum_n": 2**26, "hist_n": 2**26,
             "warmup": 2, "repeats": 10,
         },
+        "single_gpu_perf": {  # full: single_gpu_perf (one GPU, every rung)
+            "width": 64, "blocks": 2, "batch_size": 256, "n_images": 8192, "steps": 20,
+            "warmup": 1, "repeats": 5, "num_workers": 8, "lr": 0.05, "compile": True,
+            "cpu_threads": 0, "profile_steps": 5, "min_amp_speedup": 2.0},
         "lab4_distributed": {  # full: lab4_distributed (Gloo processes, also on a GPU node)
             "world_sizes": (2, 3, 4), "lengths": (1, 5, 1001, 1_000_003), "dp_world_sizes": (2, 3),
             "dp_steps": 20, "dp_batch": 5, "dp_lr": 0.1, "timeout": 300, "group_timeout": 30},

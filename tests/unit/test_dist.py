@@ -152,3 +152,14 @@ def test_mpiexec_with_mpi4py_and_a_failing_rank(tmp_path):
                     out_dir=tmp_path / "m2", timeout=60, show="none")
     assert "RuntimeError: mpi rank failed" in str(info.value)
     assert time.perf_counter() - start < 30
+
+
+def test_auto_backend_is_one_choice_for_all_ranks(monkeypatch):
+    import course_utils.device as device
+
+    monkeypatch.setattr(device, "cuda_gpu_count", lambda: 1)
+    assert dist.resolve_backend("auto", 2) == "gloo"  # 2 ranks, 1 GPU: never mix NCCL/Gloo
+    assert dist.resolve_backend("auto", 1) == "nccl"
+    monkeypatch.setattr(device, "cuda_gpu_count", lambda: 0)
+    assert dist.resolve_backend("auto", 1) == "gloo"
+    assert dist.resolve_backend("gloo", 8) == "gloo"
