@@ -159,7 +159,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         },
         "beyond_dp": {  # quick: beyond_dp (Gloo processes on the CPU)
             "backend": "auto", "fsdp_world_sizes": (2,), "in_features": 20,
-            "widths": (49, 31, 20), "classes": 10, "batch_per_rank": 8, "steps": 5,
+            "widths": (49, 31, 20), "classes": 10, "batch_per_rank": 8, "steps": 5, "lr": 1e-2,
             "tp_world": 4, "tp_sizes": (2, 4), "tp_features": 12, "tp_hidden": (16, 10),
             "tp_batch": 5, "stages": 4, "micro_batches": (1, 2, 4, 8), "stage_ms": 300,
             "bubble_tolerance": 0.06, "pp_repeats": 3, "mpi_nproc": 3, "mpi_steps": 30,
@@ -305,6 +305,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "beyond_dp": {  # full: beyond_dp (NCCL with a GPU per rank, else Gloo on the CPU)
             "backend": "auto", "fsdp_world_sizes": (2, 4), "in_features": 1024,
             "widths": (2049, 2047, 2048), "classes": 1000, "batch_per_rank": 64, "steps": 10,
+            "lr": 1e-4,
             "tp_world": 4, "tp_sizes": (2, 4), "tp_features": 1024, "tp_hidden": (4096, 4098),
             "tp_batch": 64, "stages": 4, "micro_batches": (1, 2, 4, 8, 16, 32),
             "stage_ms": 320, "bubble_tolerance": 0.03, "pp_repeats": 5, "mpi_nproc": 4,
