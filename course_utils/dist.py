@@ -443,8 +443,12 @@ def _run_rank(argv: list[str]) -> int:
     try:
         runpy.run_path(argv[0], run_name="__main__")
     except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        return code
+        if exc.code is None or isinstance(exc.code, int):
+            return exc.code or 0
+        text = f"SystemExit: {exc.code}\n"  # sys.exit("message"): keep the message
+        log.write(text)
+        (out / f"rank{rank}.error").write_text(text)
+        return 1
     except BaseException:
         text = traceback.format_exc()
         log.write(text)
