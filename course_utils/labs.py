@@ -188,10 +188,12 @@ class GradeReport:
     max_score: float
     checks: list[CheckResult] = field(default_factory=list)
     seconds: float = 0.0
+    errors: list[str] = field(default_factory=list)  # "cell N: Name: message", every cell
 
     def to_dict(self) -> dict[str, Any]:
         return {"notebook": self.notebook, "score": self.score, "max_score": self.max_score,
-                "checks": [asdict(c) for c in self.checks], "seconds": round(self.seconds, 2)}
+                "checks": [asdict(c) for c in self.checks], "seconds": round(self.seconds, 2),
+                "errors": list(self.errors)}
 
     def table(self) -> str:
         width = max([len(c.name) for c in self.checks] + [5])
@@ -287,6 +289,9 @@ def grade(path: Path, *, timeout: float = 600, profile: str = "quick") -> GradeR
             os.environ.pop("HPDL_PROFILE", None)
         else:
             os.environ["HPDL_PROFILE"] = saved
+    errors = [f"cell {i}: {out.get('ename')}: {out.get('evalue')}"
+              for i, cell in enumerate(nb.cells) for out in cell.get("outputs", []) or []
+              if out.get("output_type") == "error"]
     emitted: dict[str, CheckResult] = {}
     for cell in nb.cells:
         for output in cell.get("outputs", []) or []:
@@ -304,7 +309,7 @@ def grade(path: Path, *, timeout: float = 600, profile: str = "quick") -> GradeR
     checks.extend(emitted.values())
     return GradeReport(notebook=str(path), score=sum(c.points for c in checks),
                        max_score=sum(c.max_points for c in checks), checks=checks,
-                       seconds=time.perf_counter() - start)
+                       seconds=time.perf_counter() - start, errors=errors)
 
 
 def checks_from_notebook(nb: Any) -> list[dict[str, Any]]:

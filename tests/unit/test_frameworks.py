@@ -65,6 +65,10 @@ def test_autograd_graph_names_leaves_and_marks_shared_nodes():
 
 
 def test_compiler_status(monkeypatch):
+    # Inductor reads $CXX once, when its config is first imported: import it before the
+    # fake compiler is set, or every later torch.compile in this process would use it.
+    import torch._inductor.config  # noqa: F401
+
     monkeypatch.setenv("CXX", "surely-not-a-compiler-xyz")
     ok, why = frameworks.compiler_status("cpu")
     assert not ok and "surely-not-a-compiler-xyz" in why and "CXX" in why
