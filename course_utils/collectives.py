@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import UsageError, check_choice, check_positive
+from .errors import UsageError, check_choice, check_ints, check_positive
 
 ALGORITHMS = ("naive", "ring")
 BACKEND_CHOICES = ("auto", "gloo", "nccl")
@@ -119,41 +119,15 @@ def message_sizes(min_bytes: int, max_bytes: int, factor: int = 2) -> list[int]:
     return sizes
 
 
-def _int_list(value: Any) -> list[Any]:
-    """A list from an int, a sequence, or a string such as ``"2,3,4"`` or ``"[1, 7]"`` (what
-    ``hpdl run -p NAME VALUE`` passes); items that are not integers are kept for the
-    caller's error message."""
-    if isinstance(value, str):
-        items = value.strip().strip("[]()").replace(",", " ").split()
-        return [int(item) if item.lstrip("-").isdigit() else item for item in items]
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return [value]
-    try:
-        return list(value)
-    except TypeError:
-        return [value]
-
-
 def check_world_sizes(world_sizes: Sequence[int] | str) -> list[int]:
     """The world sizes of the correctness launches: integers >= 2 (a collective needs two).
-    A string such as ``"2,3,4"`` is accepted too."""
-    values = _int_list(world_sizes)
-    if not values or any(isinstance(p, bool) or not isinstance(p, (int, np.integer)) or p < 2
-                         for p in values):
-        raise UsageError(f"world_sizes={world_sizes!r} is not valid; give integers >= 2, "
-                         "e.g. (2, 3, 4)")
-    return [int(p) for p in values]
+    Text such as ``"2,3,4"`` is accepted too (see ``errors.as_list``)."""
+    return check_ints("world_sizes", world_sizes, minimum=2, example="2,3,4")
 
 
 def check_lengths(lengths: Sequence[int] | str) -> list[int]:
-    """The tensor lengths (elements) the checks use: integers >= 1 (or a string like
-    ``"1,7,1001"``)."""
-    values = _int_list(lengths)
-    if not values or any(isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1
-                         for n in values):
-        raise UsageError(f"lengths={lengths!r} is not valid; give integers >= 1, "
-                         "e.g. (1, 7, 1001)")
-    return [int(n) for n in values]
+    """The tensor lengths (elements) the checks use: integers >= 1 (or text ``"1,7,1001"``)."""
+    return check_ints("lengths", lengths, minimum=1, example="1,7,1001")
 
 
 def pick_backend(nproc: int, gpus: int, requested: str = "auto") -> str:

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import UsageError, check_choice, check_positive
+from .errors import UsageError, check_choice, check_ints, check_numbers, check_positive
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 CHECKPOINT_FORMAT = "hpdl-ddp-checkpoint/1"
@@ -412,9 +412,10 @@ def check_config(cfg: dict[str, Any], *, gpus: int = 0) -> dict[str, Any]:
             raise UsageError(f"{name}={value!r} is not valid; it must be a number")
         check_positive(name, value, allow_zero=name == "momentum")
     dtype_of(cfg["dtype"])
-    out["hidden"] = _int_tuple("hidden", cfg["hidden"], minimum=1)
-    out["world_sizes"] = _int_tuple("world_sizes", cfg["world_sizes"], minimum=2)
-    out["bucket_caps_mb"] = _number_tuple("bucket_caps_mb", cfg["bucket_caps_mb"])
+    out["hidden"] = tuple(check_ints("hidden", cfg["hidden"], minimum=1, example="64,64"))
+    out["world_sizes"] = tuple(sorted(check_ints("world_sizes", cfg["world_sizes"],
+                                                 minimum=2, distinct=True)))
+    out["bucket_caps_mb"] = tuple(check_numbers("bucket_caps_mb", cfg["bucket_caps_mb"]))
     if not isinstance(cfg["restart_demo"], bool):
         raise UsageError(f"restart_demo={cfg['restart_demo']!r} is not valid; choose True "
                          "or False")
@@ -438,7 +439,8 @@ def check_config(cfg: dict[str, Any], *, gpus: int = 0) -> dict[str, Any]:
     if value == "auto":
         out["bench_world_sizes"] = tuple(_auto_world_sizes(gpus))
     else:
-        sizes = _int_tuple("bench_world_sizes", value, minimum=1)
+        sizes = tuple(sorted(check_ints("bench_world_sizes", value, minimum=1,
+                                        distinct=True)))
         if sizes[0] != 1:
             raise UsageError(f"bench_world_sizes={value!r} is not valid; it must start with "
                              "1 (the baseline of the scaling efficiency), e.g. (1, 2)")
@@ -451,50 +453,6 @@ def _auto_world_sizes(gpus: int) -> list[int]:
     from .scaling import worker_counts
 
     return worker_counts(gpus) if gpus >= 1 else [1, 2]
-
-
-def _from_text(value: Any) -> Any:
-    """``"2,3"``, ``"[2, 3]"`` or ``"(2, 3)"`` (``hpdl run -p WORLD_SIZES 2,3`` passes text)
-    as a tuple; anything else unchanged."""
-    if not isinstance(value, str):
-        return value
-    import ast
-
-    try:
-        parsed = ast.literal_eval(value.strip())
-    except (ValueError, SyntaxError):
-        return value
-    return (parsed,) if isinstance(parsed, (int, float)) else parsed
-
-
-def _int_tuple(name: str, value: Any, *, minimum: int) -> tuple[int, ...]:
-    value = _from_text(value)
-    items = (value,) if isinstance(value, (int, np.integer)) else value
-    try:
-        items = tuple(items)
-    except TypeError:
-        items = ()
-    sizes = name.endswith("world_sizes")  # distinct, sorted; hidden widths may repeat
-    if not items or any(isinstance(v, bool) or not isinstance(v, (int, np.integer))
-                        or v < minimum for v in items) \
-            or (sizes and len(set(items)) != len(items)):
-        raise UsageError(f"{name}={value!r} is not valid; give "
-                         f"{'distinct ' if sizes else ''}integers >= {minimum}, "
-                         f"e.g. ({minimum}, {minimum + 1})")
-    return tuple(sorted(int(v) for v in items)) if sizes else tuple(int(v) for v in items)
-
-
-def _number_tuple(name: str, value: Any) -> tuple[float, ...]:
-    value = _from_text(value)
-    items = (value,) if isinstance(value, (int, float)) else value
-    try:
-        items = tuple(items)
-    except TypeError:
-        items = ()
-    if not items or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0
-                        for v in items):
-        raise UsageError(f"{name}={value!r} is not valid; give numbers > 0, e.g. (1, 25)")
-    return tuple(float(v) for v in items)
 
 
 def bench_backend(world_sizes: Sequence[int], device: str, gpus: int) -> str:

@@ -457,5 +457,25 @@ def _run_rank(argv: list[str]) -> int:
     return 0
 
 
+def exit_now(code: int = 0) -> None:
+    """Flush and leave without the interpreter's teardown (where that teardown is unsafe).
+
+    With torch 2.13, Gloo keeps threads alive after ``destroy_process_group`` and a rank
+    occasionally aborts (SIGABRT) while the interpreter tears them down, turning a
+    finished run into a "failed" one. The script's work is done and its result saved at
+    this point, so the rank skips the teardown. A rank that used MPI exits normally
+    instead: mpi4py finalises MPI at exit, and MPICH's launcher kills the job when a rank
+    skips that.
+    """
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        try:
+            stream.flush()
+        except (AttributeError, OSError, ValueError):
+            pass
+    if "mpi4py.MPI" in sys.modules:
+        sys.exit(code)
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(_run_rank(sys.argv[1:]))
+    exit_now(_run_rank(sys.argv[1:]))

@@ -16,35 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .errors import UsageError
-
-
-def check_choices(name: str, value: str | Sequence[str],
-                  allowed: Sequence[str]) -> tuple[str, ...]:
-    """``value`` as a tuple of allowed names, in the order given, without repeats.
-
-    ``value`` is a sequence of names or one string with names separated by commas
-    (``"mlp, cnn"``). An empty selection or an unknown name raises ``UsageError`` naming
-    the parameter, the bad value and the allowed names.
-    """
-    items = value.split(",") if isinstance(value, str) else value
-    try:
-        names = [str(item).strip() if isinstance(item, str) else item for item in items]
-    except TypeError:
-        raise UsageError(f"{name}={value!r} is not valid; give a list or a comma-separated "
-                         f"string of: {', '.join(allowed)}") from None
-    names = [n for n in names if n != ""]
-    if not names:
-        raise UsageError(f"{name}={value!r} is empty; choose one or more of: "
-                         f"{', '.join(allowed)}")
-    chosen: list[str] = []
-    for item in names:
-        if item not in allowed:
-            raise UsageError(f"{name}={value!r} is not valid: {item!r} is unknown; "
-                             f"choose one or more of: {', '.join(allowed)}")
-        if item not in chosen:
-            chosen.append(item)
-    return tuple(chosen)
+from .errors import UsageError, check_choices  # noqa: F401 - lesson 04 imports it here
 
 
 def top_confusions(matrix: np.ndarray, k: int = 3) -> list[tuple[int, int, int]]:

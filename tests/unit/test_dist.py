@@ -97,8 +97,9 @@ def test_restart_resumes_from_checkpoint(tmp_path):
         step = json.loads(ckpt.read_text())["step"] if ckpt.exists() else 0
         attempt = int(os.environ["TORCHELASTIC_RESTART_COUNT"])
         for s in range(step, 6):
-            if info.rank == 0:
-                ckpt.write_text(json.dumps({"step": s}))
+            if info.rank == 0:  # write then rename: a reader never sees half a file
+                ckpt.with_suffix(".tmp").write_text(json.dumps({"step": s}))
+                ckpt.with_suffix(".tmp").replace(ckpt)
             if s == 3 and attempt == 0 and info.rank == 1:
                 os.kill(os.getpid(), signal.SIGKILL)
             import torch, torch.distributed as tdist

@@ -25,7 +25,7 @@ def test_check_choices_accepts_lists_and_strings(value, expected):
     (["cnn", "CNN"], "'CNN' is unknown"),
     ("", "is empty"),
     ([], "is empty"),
-    (3, "comma-separated"),
+    (3, "3 is unknown"),
 ])
 def test_check_choices_rejects_with_one_clear_line(value, fragment):
     with pytest.raises(UsageError) as err:

@@ -92,7 +92,7 @@ def test_usage_errors_name_the_parameter():
 def test_parse_dtypes_accepts_lists_and_comma_strings():
     assert roofline.parse_dtypes("fp32, bf16") == ["fp32", "bf16"]
     assert roofline.parse_dtypes(("fp64",)) == ["fp64"]
-    with pytest.raises(UsageError, match=r"^DTYPES='int8'.*fp64, fp32"):
+    with pytest.raises(UsageError, match=r"^DTYPES='fp32,int8'.*'int8' is unknown.*fp64, fp32"):
         roofline.parse_dtypes("fp32,int8", name="DTYPES")
     with pytest.raises(UsageError, match=r"^DTYPES=''"):
         roofline.parse_dtypes("", name="DTYPES")
