@@ -42,7 +42,7 @@ ifeq ($(LOCK),1)
 	$(PY) -m pip install -r requirements/lock.txt
 	$(PY) -m pip install --no-deps -e .
 else
-	$(PY) -m pip install -e ".[dev,mpi]"
+	$(PY) -m pip install -e ".[dev,mpi,lab]"
 endif
 	@mkdir -p $(dir $(STAMP)) && touch $(STAMP)
 

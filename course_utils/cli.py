@@ -1,4 +1,5 @@
-"""The ``hpdl`` command: ``env``, ``run``, ``student``, ``grade``.
+"""The ``hpdl`` command: ``env``, ``run``, ``student``, ``grade``, ``compare``, ``site``,
+``colab``.
 
 Exit status: 0 success, 1 some notebook failed (``run``) or the student notebooks are out
 of date (``student --check``), 2 bad usage (one line on stderr, nothing written).
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -55,6 +57,42 @@ def _build_parser() -> argparse.ArgumentParser:
     p_grade.add_argument("--timeout", type=float, default=600, help="seconds (default 600)")
     p_grade.add_argument("--profile", default="quick", choices=("quick", "full"),
                          help="sizes the checks use (default quick)")
+
+    p_compare = sub.add_parser(
+        "compare", help="compare a run's results.json with reference results",
+        description="Print the metrics of RESULTS beside REFERENCE's, with ratios, flagging "
+        "those far off with a likely cause. REFERENCE: a results.json, or the name of one in "
+        "results/reference/ (default: the one named after RESULTS' GPU). Exit status: 0 "
+        "nothing far off, 1 something far off or a unit mismatch, 2 bad usage.")
+    p_compare.add_argument("results", metavar="RESULTS",
+                           help="results.json of `hpdl run` (or the folder holding it)")
+    p_compare.add_argument("reference", metavar="REFERENCE", nargs="?", default=None,
+                           help="reference results.json or its name in results/reference/")
+    p_compare.add_argument("--tolerance", type=float, default=2.0, metavar="F",
+                           help="ok when value/reference is within 1/F..F (default 2)")
+    p_compare.add_argument("--json", action="store_true", help="print JSON")
+
+    p_site = sub.add_parser(
+        "site", help="a static course website from a run's executed notebooks",
+        description="Build a static website from the folder `hpdl run` wrote: the course "
+        "map, one page per notebook (its executed copy, outputs included; a notebook not "
+        "run or failed gets a banner saying so), the recorded figures with their hardware, "
+        "the run's report. Then check every link offline. Exit status: 0 built, no broken "
+        "link; 1 broken links (listed); 2 bad usage.")
+    p_site.add_argument("--run", default=None, metavar="DIR",
+                        help="the folder of `hpdl run` holding results.json (default: build/)")
+    p_site.add_argument("--out", default=None, metavar="DIR",
+                        help="the site's folder, replaced on each build (default: build/site/)")
+    p_colab = sub.add_parser(
+        "colab", help="put the Open-in-Colab badge and the Colab guard in every notebook",
+        description="Write the Open-in-Colab badge (under the title) and the Colab guard (top "
+        "of the setup cell) into every notebook of lessons/ and labs/. Exit status: 0 done or "
+        "up to date, 1 a notebook is stale (--check), 2 bad usage.")
+    p_colab.add_argument("--check", action="store_true",
+                         help="write nothing; exit 1 if a notebook lacks them or is out of date")
+    p_colab.add_argument("--repo", default=None, metavar="URL",
+                         help="GitHub repository (default: pyproject.toml's [project.urls] "
+                         "Repository)")
     return parser
 
 
@@ -105,7 +143,38 @@ def _cmd_grade(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"env": _cmd_env, "run": _cmd_run, "student": _cmd_student, "grade": _cmd_grade}
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import compare, load_results, resolve_reference
+
+    results = load_results(args.results)
+    reference = load_results(resolve_reference(args.reference, results))
+    comparison = compare(results, reference, tolerance=args.tolerance)
+    print(json.dumps(comparison.to_dict(), indent=2) if args.json else comparison.table())
+    return comparison.exit_status
+
+
+def _cmd_site(args: argparse.Namespace) -> int:
+    from .site import build_site, scan_links
+
+    run_dir = Path(args.run) if args.run else paths.BUILD_DIR
+    out_dir = Path(args.out) if args.out else paths.BUILD_DIR / "site"
+    index = build_site(run_dir, out_dir)
+    scan = scan_links(out_dir)
+    for link in scan.broken:
+        print(f"broken link: {link}")
+    print(f"site: {index} ({len(scan.pages)} pages; {len(scan.broken)} broken links; "
+          f"{len(scan.external)} external links, not checked)")
+    return 1 if scan.broken else 0
+
+
+def _cmd_colab(args: argparse.Namespace) -> int:
+    from .colab import main as colab_main
+
+    return colab_main(check=args.check, repo=args.repo)
+
+
+COMMANDS = {"env": _cmd_env, "run": _cmd_run, "student": _cmd_student, "grade": _cmd_grade,
+            "compare": _cmd_compare, "site": _cmd_site, "colab": _cmd_colab}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # pragma: no cover
         print("hpdl: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `hpdl ... | head` closed the pipe: not an error of ours
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - nothing more is printed
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

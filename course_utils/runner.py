@@ -10,6 +10,7 @@ error, and the others still run. The result of a run (see ``RESULTS_SCHEMA``) is
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import os
 import re
 import sys
@@ -46,6 +47,8 @@ results.json (schema "hpdl-results/1"):
 }"""
 
 DEFAULT_TARGETS = ("lessons", "labs/solutions")
+SCHEMA_ID = "hpdl-results/1"  # results.json; compare and site read it
+RESULTS_KEYS = ("created", "fingerprint", "profile", "device", "summary", "notebooks")
 RESERVED_PARAMETERS = ("PROFILE", "DEVICE")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 # The kernel's own start-up warnings (e.g. "running over TCP without encryption" on a
@@ -92,7 +95,7 @@ class RunResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "schema": "hpdl-results/1", "created": self.created,
+            "schema": SCHEMA_ID, "created": self.created,
             "fingerprint": self.fingerprint, "profile": self.profile, "device": self.device,
             "parameters": self.parameters, "total_seconds": round(self.total_seconds, 2),
             "summary": self.counts, "notebooks": [asdict(nb) for nb in self.notebooks],
@@ -116,6 +119,50 @@ def parse_parameter(name: str, raw: str) -> tuple[str, Any]:
     if isinstance(value, (dict, list)) or value is None and raw.strip() not in ("null", "~"):
         value = raw
     return name, value
+
+
+def read_results(path: str | Path) -> tuple[Path, dict[str, Any]]:
+    """Read and validate a ``results.json`` written by :func:`run` (or the folder holding
+    it); return its path and contents. ``hpdl compare`` and ``hpdl site`` read runs with it.
+
+    A missing file, text that is not JSON, another schema, a missing top-level key or a
+    malformed metric raises one UsageError naming the file and what to do.
+    """
+    path = Path(path)
+    if path.is_dir() or not path.suffix:
+        path = path / "results.json"
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file; run `hpdl run` first, or give the "
+                         "results.json (or the folder) it wrote, e.g. build/results.json")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"{path}: not JSON ({exc}); give the results.json that "
+                         "`hpdl run` wrote") from None
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA_ID:
+        found = data.get("schema") if isinstance(data, dict) else type(data).__name__
+        raise UsageError(f"{path}: not an `hpdl run` results file (schema {found!r}, "
+                         f"expected {SCHEMA_ID!r}; see `hpdl run --help`)")
+    notebooks = data.get("notebooks")
+    if not isinstance(notebooks, list):
+        raise UsageError(f"{path}: malformed results file: 'notebooks' is not a list")
+    for i, nb in enumerate(notebooks):
+        if not isinstance(nb, dict) or not isinstance(nb.get("path"), str) \
+                or not isinstance(nb.get("metrics", {}), dict):
+            raise UsageError(f"{path}: malformed results file: notebook {i} needs a 'path' "
+                             "and a 'metrics' object")
+        for name, m in nb.get("metrics", {}).items():
+            ok = isinstance(m, dict) and isinstance(m.get("unit"), str) \
+                and isinstance(m.get("value"), (int, float)) \
+                and not isinstance(m.get("value"), bool)
+            if not ok:
+                raise UsageError(f"{path}: malformed results file: metric {name!r} of "
+                                 f"{nb['path']} needs a numeric 'value' and a 'unit'")
+    missing = [key for key in RESULTS_KEYS if key not in data]
+    if missing:
+        raise UsageError(f"{path}: malformed results file: lacks "
+                         f"{', '.join(map(repr, missing))} (see `hpdl run --help`)")
+    return path, data
 
 
 def _relative(path: Path) -> Path:

@@ -5,6 +5,7 @@ import re
 import nbformat
 import pytest
 
+from course_utils import colab
 from tests.conftest import REPO
 
 NOTEBOOKS = sorted(p for folder in ("lessons", "labs") for p in (REPO / folder).rglob("*.ipynb")
@@ -46,3 +47,17 @@ def test_shape_title_parameters_setup_try_it(path):
 def test_listed_in_readme_course_map(path):
     readme = (REPO / "README.md").read_text()
     assert path.relative_to(REPO).as_posix() in readme
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_colab_badge_and_guard(path):
+    """Opens in Colab from its own path and installs the course there (`hpdl colab`)."""
+    nb = nbformat.read(path, as_version=4)
+    rel = path.relative_to(REPO).as_posix()
+    fix = "run `hpdl colab` to add or update the Colab badge and guard"
+    first_markdown = next(c for c in nb.cells if c.cell_type == "markdown")
+    assert colab.badge_markdown(rel) in first_markdown.source.splitlines(), \
+        f"{rel}: its first Markdown cell has no Open-in-Colab badge for {rel}; {fix}"
+    setup = [c for c in nb.cells if c.cell_type == "code"][1]
+    assert setup.source.startswith(colab.guard() + "\n"), \
+        f"{rel}: its setup cell does not start with the Colab guard (colab.guard()); {fix}"

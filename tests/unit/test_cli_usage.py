@@ -17,6 +17,9 @@ from tests.conftest import hpdl, make_notebook
     (["run", "--out", "lessons/build"], "refusing to write"),
     (["grade", "README.md"], "not a Jupyter notebook"),
     (["grade", "missing.ipynb"], "no such file"),
+    (["colab", "--repo", "https://gitlab.com/a/b"], "not a GitHub URL"),
+    (["compare", "missing.json"], "no such file"),
+    (["site", "--run", "no-such-run"], "hpdl run"),
     (["frobnicate"], "invalid choice"),
 ])
 def test_bad_usage_exits_2_with_one_line(tmp_path, args, expected):

@@ -23,7 +23,7 @@ def _pyproject():
 def test_environment_yml_lists_the_same_packages_as_pyproject():
     project = _pyproject()
     wanted = set(project["dependencies"])
-    for extra in ("dev", "mpi"):
+    for extra in ("dev", "mpi", "lab"):
         wanted |= set(project["optional-dependencies"][extra])
     env = yaml.safe_load((REPO / "environment.yml").read_text())
     pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
@@ -37,7 +37,7 @@ def test_lock_pins_every_package_exactly():
 
     project = _pyproject()
     reqs = list(project["dependencies"])
-    for extra in ("dev", "mpi"):
+    for extra in ("dev", "mpi", "lab"):
         reqs += project["optional-dependencies"][extra]
     lock_env = {"python_version": "3.11", "python_full_version": "3.11.7"}
     names = {_name(r) for r in reqs
