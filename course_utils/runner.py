@@ -50,6 +50,7 @@ DEFAULT_TARGETS = ("lessons", "labs/solutions")
 SCHEMA_ID = "hpdl-results/1"  # results.json; compare and site read it
 RESULTS_KEYS = ("created", "fingerprint", "profile", "device", "summary", "notebooks")
 RESERVED_PARAMETERS = ("PROFILE", "DEVICE")
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 # The kernel's own start-up warnings (e.g. "running over TCP without encryption" on a
 # local machine, a KeyboardInterrupt logged at shutdown) would drown the progress lines;
@@ -308,8 +309,12 @@ def run(targets: list[str] | None = None, *, profile: str = "auto", device: str 
                        device=resolved_device, parameters=parameters,
                        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     out_dir.mkdir(parents=True, exist_ok=True)
-    saved_env = os.environ.get(profiles.ENV_VAR)
-    os.environ[profiles.ENV_VAR] = resolved_profile  # subprocesses of a notebook agree
+    # The kernels inherit this environment: the profile, so that a notebook's subprocesses
+    # agree with it, and matplotlib's inline backend, so that executed notebooks keep their
+    # figures (for the report and `hpdl site`) even where MPLBACKEND=Agg is exported (CI).
+    kernel_env = {profiles.ENV_VAR: resolved_profile, "MPLBACKEND": INLINE_BACKEND}
+    saved_env = {name: os.environ.get(name) for name in kernel_env}
+    os.environ.update(kernel_env)
     start = time.perf_counter()
     try:
         bar = tqdm(notebooks, unit="notebook", disable=not progress, file=sys.stderr,
@@ -323,10 +328,11 @@ def run(targets: list[str] | None = None, *, profile: str = "auto", device: str 
             bar.write(f"{nb_result.status:<8}{nb_result.seconds:7.1f} s  {nb_result.path}{tail}",
                       file=sys.stderr)
     finally:
-        if saved_env is None:
-            os.environ.pop(profiles.ENV_VAR, None)
-        else:
-            os.environ[profiles.ENV_VAR] = saved_env
+        for name, value in saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     result.total_seconds = time.perf_counter() - start
     return result
 

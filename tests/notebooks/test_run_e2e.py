@@ -45,11 +45,16 @@ def test_run_reports_failure_timeout_and_metrics(tmp_path):
     assert _git_status() == before, "hpdl run modified the repository"
 
 
-def test_run_all_passing_exits_0(tmp_path):
-    """The resolved profile and device are injected (explicit --profile beats HPDL_PROFILE)."""
-    nb = make_notebook(tmp_path / "only.ipynb", ['print(f"ran with {PROFILE}/{DEVICE}")'])
+def test_run_all_passing_exits_0(tmp_path, monkeypatch):
+    """The resolved profile and device are injected (explicit --profile beats HPDL_PROFILE),
+    and figures are kept even where MPLBACKEND=Agg is exported, as in CI."""
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    nb = make_notebook(tmp_path / "only.ipynb", [
+        'print(f"ran with {PROFILE}/{DEVICE}")',
+        "import matplotlib.pyplot as plt\nplt.plot([1, 2])\nplt.show()"])
     result = hpdl("run", str(nb), "--out", str(tmp_path / "o"), "--profile", "full",
                   "--device", "cpu", "--no-progress")
     assert result.returncode == 0, result.stderr
     executed = (tmp_path / "o/only.ipynb").read_text()
     assert "ran with full/cpu" in executed
+    assert '"image/png"' in executed, "the executed notebook lost its figure"
