@@ -9,13 +9,17 @@
 #
 # Variables: PROFILE=quick|full|auto, DEVICE=auto|cpu|cuda, LOCK=0 (install the ranges of
 # pyproject.toml into an active environment that already has its own PyTorch, e.g. a GPU
-# node, instead of the exact lock), TORCH_INDEX_URL (where the CPU-only PyTorch comes from).
+# node, instead of the exact lock), TORCH_INDEX_URL (where the CPU-only PyTorch comes from),
+# TEST_WORKERS=2 (parallel pytest workers of `make test`; 0: none).
 
 SHELL := /bin/bash
 PYTHON ?= python3
 PROFILE ?= auto
 DEVICE ?= auto
 LOCK ?= 1
+# pytest-xdist workers; --dist loadscope keeps each notebook's cells (and each test module)
+# on one worker, in order. 2 halves CI's time on 2 cores; TEST_WORKERS=0 runs in-process.
+TEST_WORKERS ?= 2
 TORCH_VERSION := $(shell sed -n 's/^torch==//p' requirements/lock.txt)
 # A plain `pip install torch` on Linux pulls the multi-GB CUDA build; the CPU index does not.
 TORCH_INDEX_URL ?= https://download.pytorch.org/whl/cpu
@@ -52,7 +56,8 @@ run: install
 test: install
 	$(PY) -m ruff check .
 	HPDL_PROFILE=$${HPDL_PROFILE:-quick} $(PY) -m pytest -q tests lessons labs \
-	  --ignore=labs/solutions --nbval-lax --nbval-current-env --durations=15
+	  --ignore=labs/solutions --nbval-lax --nbval-current-env --durations=15 \
+	  -n $(TEST_WORKERS) --dist loadscope
 	@if [ -d .git ] && [ -n "$$(git status --porcelain -- lessons labs course_utils data tests)" ]; then \
 	  echo "error: running the tests modified tracked sources:"; git status --short; exit 1; fi
 

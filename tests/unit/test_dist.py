@@ -76,10 +76,10 @@ def test_killed_rank_reported_within_30_seconds(tmp_path):
 
 def test_hang_is_stopped_at_the_timeout_and_leaves_no_process(tmp_path):
     start = time.perf_counter()
-    with pytest.raises(dist.LaunchTimeout, match="timeout of 25 s") as info:
+    with pytest.raises(dist.LaunchTimeout, match="timeout of 12 s") as info:
         dist.launch(_script(tmp_path), nproc=2, args=["hang"], out_dir=tmp_path / "o",
-                    timeout=25, show="none")
-    assert time.perf_counter() - start < 40
+                    timeout=12, show="none")
+    assert time.perf_counter() - start < 25
     time.sleep(0.5)
     leftovers = [line for line in os.popen("ps -eo args").read().splitlines()
                  if str(tmp_path / "worker.py") in line]
