@@ -61,3 +61,19 @@ def test_colab_badge_and_guard(path):
     setup = [c for c in nb.cells if c.cell_type == "code"][1]
     assert setup.source.startswith(colab.guard() + "\n"), \
         f"{rel}: its setup cell does not start with the Colab guard (colab.guard()); {fix}"
+
+
+def test_start_here_course_map_links_every_notebook():
+    """`make lab` opens 00_start_here: its course map links every lesson and student lab,
+    and every link there opens an existing notebook."""
+    start = REPO / "lessons" / "00_start_here.ipynb"
+    nb = nbformat.read(start, as_version=4)
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    links = [link for link in re.findall(r"\]\(([^)\s]+\.ipynb)\)", text)
+             if "://" not in link]  # not the Colab badge
+    targets = {(start.parent / link).resolve() for link in links}
+    broken = [link for link in links if not (start.parent / link).is_file()]
+    assert not broken, f"00_start_here links to missing notebooks: {broken}"
+    wanted = [p for p in NOTEBOOKS if "solutions" not in p.parts]
+    missing = [p.relative_to(REPO).as_posix() for p in wanted if p.resolve() not in targets]
+    assert not missing, f"add these to the course map of 00_start_here: {missing}"
