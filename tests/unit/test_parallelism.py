@@ -300,7 +300,11 @@ def test_sbatch_scripts_build_the_torchrun_command(tmp_path, name, want):
     log = tmp_path / "calls.txt"
     _stub(bin_dir, "torchrun", f'echo "torchrun $*" >> {log}\n')
     _stub(bin_dir, "srun", f'echo "srun" >> {log}\nexec "$@"\n')
-    _stub(bin_dir, "scontrol", 'printf "gpu-a\\ngpu-b\\n"\n')
+    # A long node list, as on a big cluster: far more than a pipe's 64 KiB buffer, so that
+    # a reader that stops after the first line (`| head -n 1` under pipefail) kills the
+    # stand-in with SIGPIPE and the script fails with 141, as it would in a real job.
+    _stub(bin_dir, "scontrol", 'printf "gpu-a\\ngpu-b\\n"\n'
+          'for i in $(seq 1 40000); do echo "gpu-node-$i"; done\n')
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}",
            "HPDL_VENV": str(tmp_path / "venv"), "SLURM_JOB_ID": "4242",
            "SLURM_GPUS_ON_NODE": "4", "SLURM_CPUS_PER_TASK": "32", "SLURM_NNODES": "2",
