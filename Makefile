@@ -3,7 +3,8 @@
 # environment is active, everything goes into .venv/.
 #
 #   make run     execute every lesson and lab (hpdl run) -> build/report.html, results.json
-#   make test    the whole test suite (ruff, unit tests, notebooks with nbval, labs)
+#   make test    the whole test suite (make lint, unit tests, notebooks with nbval, labs)
+#   make lint    the pre-commit hooks on every file: ruff, notebooks stored without outputs
 #   make lab     JupyterLab on the course
 #   make student regenerate labs/*.ipynb from labs/solutions/
 #
@@ -31,7 +32,10 @@ else
   PY := .venv/bin/python
   STAMP := .venv/.installed
 endif
-HPDL := $(PY) -m course_utils.cli
+HPDL := $(PY) -m course_utils.hpdl.cli
+# pre-commit's hooks call `python`: the environment's, also when it is .venv/ (not active).
+VENV_PATH := $(if $(filter .venv/bin/python,$(PY)),PATH="$(CURDIR)/.venv/bin:$$PATH",)
+NOTEBOOKS = $(shell find lessons labs -name '*.ipynb' -not -path '*/.ipynb_checkpoints/*')
 
 .PHONY: install run test lab student lint lock clean
 
@@ -53,16 +57,21 @@ endif
 run: install
 	$(HPDL) run --profile $(PROFILE) --device $(DEVICE)
 
-test: install
-	$(PY) -m ruff check .
+test: install lint
 	HPDL_PROFILE=$${HPDL_PROFILE:-quick} $(PY) -m pytest -q tests lessons labs \
 	  --ignore=labs/solutions --nbval-lax --nbval-current-env --durations=15 \
 	  -n $(TEST_WORKERS) --dist loadscope
 	@if [ -d .git ] && [ -n "$$(git status --porcelain -- lessons labs course_utils data tests)" ]; then \
 	  echo "error: running the tests modified tracked sources:"; git status --short; exit 1; fi
 
+# The pre-commit hooks on every file (ruff; notebooks stored clean). Outside a git checkout
+# (a tarball) pre-commit cannot run, so the same two checks run directly.
 lint: install
-	$(PY) -m ruff check .
+	@if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
+	  $(VENV_PATH) $(PY) -m pre_commit run --all-files --show-diff-on-failure; \
+	else \
+	  $(PY) -m ruff check . && $(PY) -m course_utils.hpdl.hygiene $(NOTEBOOKS); \
+	fi
 
 lab: install
 	$(PY) -m jupyter lab lessons/00_start_here.ipynb

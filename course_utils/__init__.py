@@ -6,7 +6,9 @@ A notebook starts with::
     ctx = course_utils.setup(PROFILE, DEVICE, SEED)
 
 and then uses ``ctx.size(...)`` for its sizes, ``benchmark`` for every timing and
-``record`` for every headline number. One concern per module; see DESIGN.md.
+``record`` for every headline number. The core modules live here; the units' packages
+(foundations/, gpu/, training/), the labs' checks/ and the hpdl/ command beside them:
+see docs/architecture.md for the layout and its import rule.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ def make_notebook(path: Path, cells: list[str], *, parameters: str | None = None
 
 def hpdl(*args: str, cwd: Path = REPO, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run the ``hpdl`` command in a subprocess, as a user would."""
-    return subprocess.run([sys.executable, "-m", "course_utils.cli", *args], cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "course_utils.hpdl.cli", *args], cwd=cwd,
                           capture_output=True, text=True, timeout=timeout, check=False)
 
 

@@ -1,12 +1,17 @@
-"""Reference checks that graded lab cells call: compare a student's answer with NumPy.
+"""The labs' graded checks: ``with check(...)`` scoring and each lab's reference checks.
 
 Each check raises ``AssertionError`` with a message that says exactly what differs
-(shape, first wrong index, got versus expected), GPU-Puzzles style.
+(shape, first wrong index, got versus expected), GPU-Puzzles style; ``check`` scores it.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from .scoring import CHECK_MIME, RESULTS, CheckResult, check, summary
+
+__all__ = ["CHECK_MIME", "RESULTS", "CheckResult", "assert_close", "check",
+           "numerical_gradient", "summary"]
 
 
 def assert_close(name: str, got, expected, *, rtol: float = 1e-5, atol: float = 1e-7) -> None:

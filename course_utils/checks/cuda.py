@@ -38,11 +38,10 @@ from typing import Any
 
 import numpy as np
 
-from .. import labs
 from ..cudasim import on_simulator
 from ..errors import UsageError, check_positive
-from ..launch import blocks_for, check_block, grid_1d, grid_2d
-from . import assert_close
+from ..gpu.launch import blocks_for, check_block, grid_1d, grid_2d
+from . import assert_close, scoring
 
 # Extra elements past the end of each axis of every checked array: a whole block (at most
 # 1024 threads) past the end, plus a few, so that a missing bounds guard writes into them.
@@ -154,7 +153,7 @@ def _require_kernel(kernel: Any, name: str, needs: Sequence[str] = ()) -> Any:
 
 def passed(name: str) -> bool:
     """True when the graded check ``name`` passed in this kernel (for demos after it)."""
-    result = labs.RESULTS.get(name)
+    result = scoring.RESULTS.get(name)
     return bool(result and result.passed)
 
 
@@ -513,7 +512,7 @@ def check_matmul_speed(matmul_tiled: Any, matmul_naive: Any, *, tile: int, n: in
 
 def gpu_only_check(name: str, points: float, run: Callable[[], Any]) -> bool:
     """A graded check that exists only on a real GPU: there ``run()`` is graded as
-    ``labs.check(name, points)``; on the simulator nothing is graded and one line says why.
+    ``scoring.check(name, points)``; on the simulator nothing is graded and one line says why.
 
     The check is registered when it runs (the notebook has no literal ``check("...")`` for
     it), so the lab's maximum score is the same for every submission on one machine: the
@@ -524,7 +523,7 @@ def gpu_only_check(name: str, points: float, run: Callable[[], Any]) -> bool:
               "thread as a Python thread, so their times mean nothing; this check (and its "
               f"{points:g} points) exists only on a GPU.")
         return False
-    with labs.check(name, points=points):
+    with scoring.check(name, points=points):
         run()
     return True
 

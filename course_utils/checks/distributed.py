@@ -10,7 +10,7 @@ clean). The checks:
 
 * ``check_chunk_bounds`` imports ``ring.py`` in the notebook's own process (no launch);
 * ``check_ring_all_reduce`` (one world size per check) and ``check_ring_traffic`` share ONE
-  Gloo job of ``max(world_sizes)`` processes (``course_utils.dist.launch`` of this module's
+  Gloo job of ``max(world_sizes)`` processes (``course_utils.training.dist.launch`` of this module's
   worker). Inside it the ranks form a process group of each world size in turn, largest
   first (surplus ranks leave), and call the student's ``ring_all_reduce`` on tensors of
   odd lengths (and one 4 x 3 tensor), compare with ``torch.distributed.all_reduce`` and
@@ -27,7 +27,7 @@ rerunning a check after changing a script launches again. Every failure becomes 
 ``AssertionError`` whose message names the world size, the length, the rank, the first
 wrong index with the value got and expected, and a hint. A function that still raises
 ``NotImplementedError`` at the top of its body is found by reading the script, before any
-launch; one that raises it in a rank raises it in the notebook too, so ``labs.check`` says
+launch; one that raises it in a rank raises it in the notebook too, so ``check`` says
 "not implemented". A deadlock never hangs the notebook: every process group has a
 timeout (``group_timeout``) and so has the launch (``timeout``).
 """
@@ -54,9 +54,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from course_utils import dist
 from course_utils.errors import UsageError, check_positive
 from course_utils.paths import build_path
+from course_utils.training import dist
 
 RING_FUNCTIONS = ("chunk_bounds", "ring_all_reduce")
 DP_FUNCTIONS = ("average_gradients", "train_data_parallel")

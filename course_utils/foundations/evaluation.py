@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .errors import UsageError, check_choices  # noqa: F401 - lesson 04 imports it here
+from ..errors import UsageError, check_choices  # noqa: F401 - lesson 04 imports it here
 
 
 def top_confusions(matrix: np.ndarray, k: int = 3) -> list[tuple[int, int, int]]:

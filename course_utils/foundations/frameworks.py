@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import UsageError
-from .timing import Timing, benchmark
+from ..errors import UsageError
+from ..timing import Timing, benchmark
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 CXX_CANDIDATES = ("g++", "clang++", "c++")

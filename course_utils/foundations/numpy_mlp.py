@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .errors import check_choice
+from ..errors import check_choice
 
 ACTIVATIONS = ("relu", "tanh")
 

@@ -34,8 +34,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import data, models, train
-from .errors import CourseError, UsageError, check_choice
+from .. import data, models, train
+from ..errors import CourseError, UsageError, check_choice
 
 REGULARIZATIONS = ("none", "L1", "L2")
 TRAIN_RATIO_RANGE = (0.1, 0.9)  # the Playground's slider: 10 % to 90 % training data
@@ -326,7 +326,7 @@ def draw(result: PlaygroundResult, axes: Any, *, resolution: int = 120,
     curves). The shading is the probability of class 1 over the Playground's square.
     Returns ``axes``.
     """
-    from . import plots
+    from .. import plots
 
     ax_list = list(axes) if isinstance(axes, (Sequence, np.ndarray)) else [axes]
     if not 1 <= len(ax_list) <= 2:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from .errors import UsageError
+from ..errors import UsageError
 
 MAX_THREADS_PER_BLOCK = 1024
 MAX_BLOCK_DIM = (1024, 1024, 64)
@@ -29,7 +29,7 @@ WARP_SIZE = 32
 def device_limits() -> dict[str, object]:
     """``max_threads_per_block``, ``max_block_dim``, ``max_grid_dim``, ``warp_size``,
     ``multiprocessors`` (None on the simulator) of the current device."""
-    from .cudasim import on_simulator
+    from ..cudasim import on_simulator
 
     limits: dict[str, object] = {
         "max_threads_per_block": MAX_THREADS_PER_BLOCK, "max_block_dim": MAX_BLOCK_DIM,

@@ -4,7 +4,7 @@ Four concerns, all small and testable without a GPU:
 
 * **Cost formulas**: the floating-point operations and the *minimum* bytes one launch of
   each kernel must move (every input read once, every output written once), as
-  :class:`course_utils.roofline.KernelCost`. Caches may serve repeated reads (the blur's
+  :class:`course_utils.gpu.roofline.KernelCost`. Caches may serve repeated reads (the blur's
   neighbours, the naive matmul's rows), so a kernel can move *more* bytes than this,
   never fewer; that is what makes the roofline an upper bound.
 * **Placement on the roofline**: a timed launch (:class:`KernelRun`) against the
@@ -13,7 +13,7 @@ Four concerns, all small and testable without a GPU:
   is the same as ``achieved ÷ min(peak, intensity × bandwidth)`` and also works for
   kernels that do no floating-point work at all (copies, transposes, histograms).
 * **Occupancy**: resident blocks per SM from threads, block slots, shared memory
-  (``course_utils.launch.occupancy_blocks_per_sm``) *and registers*, computed the way
+  (``course_utils.gpu.launch.occupancy_blocks_per_sm``) *and registers*, computed the way
   CUDA's occupancy calculator does; on a GPU the compiled kernels' register and shared
   memory counts come from the driver.
 * **Nsight**: the ``ncu`` / ``nsys`` command lines the lesson prints, the counters that
@@ -40,10 +40,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import CourseError, UsageError
+from ..timing import Timing
 from . import launch, roofline
-from .errors import CourseError, UsageError
 from .roofline import KernelCost
-from .timing import Timing
 
 FP32 = 4  # bytes per float32: every floating-point kernel of lessons 07 to 09 is float32
 
@@ -482,7 +482,7 @@ def kernel_resources(kernel: Any, args: Sequence[Any]) -> KernelResources:
     the same numbers, as a dict over all compiled signatures (or one number for a kernel
     made with ``kernel.specialize(*args)``). The simulator compiles nothing: CourseError.
     """
-    from .cudasim import on_simulator
+    from ..cudasim import on_simulator
 
     if on_simulator():
         raise CourseError("the CUDA simulator compiles no machine code: registers and shared "
@@ -574,8 +574,8 @@ ctx = course_utils.setup("quick", "cuda", 0, verbose=False)  # before numba is i
 
 from numba import cuda  # noqa: E402
 
-from course_utils import launch  # noqa: E402
-from course_utils.kernels import basics, memory  # noqa: E402
+from course_utils.gpu import launch  # noqa: E402
+from course_utils.gpu.kernels import basics, memory  # noqa: E402
 
 n, m = 1 << 24, 1024
 x = cuda.to_device(np.ones(n, np.float32))

@@ -31,14 +31,14 @@ from typing import Any
 
 import numpy as np
 
-from .errors import (
+from ..errors import (
     DeviceUnavailableError,
     UsageError,
     check_choice,
     check_choices,
     check_positive,
 )
-from .timing import Timing, benchmark
+from ..timing import Timing, benchmark
 
 DTYPE_NAMES = ("fp64", "fp32", "bf16", "fp16")
 BYTES_PER_ELEMENT = {"fp64": 8, "fp32": 4, "bf16": 2, "fp16": 2}

@@ -13,8 +13,8 @@ import os
 import sys
 from pathlib import Path
 
-from . import paths
-from .errors import CourseError
+from .. import paths
+from ..errors import CourseError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -97,7 +97,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_env(args: argparse.Namespace) -> int:
-    from .env import report
+    from ..env import report
 
     print(report(as_json=args.json))
     return 0
@@ -118,7 +118,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_student(args: argparse.Namespace) -> int:
-    from .labs import generate_students, student_is_current
+    from .grading import generate_students, student_is_current
 
     masters = sorted(paths.SOLUTIONS_DIR.glob("*.ipynb"))
     if args.check:
@@ -136,7 +136,7 @@ def _cmd_student(args: argparse.Namespace) -> int:
 
 
 def _cmd_grade(args: argparse.Namespace) -> int:
-    from .labs import grade
+    from .grading import grade
 
     report = grade(Path(args.submission), timeout=args.timeout, profile=args.profile)
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.table())

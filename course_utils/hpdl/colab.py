@@ -26,8 +26,8 @@ from urllib.parse import quote
 
 import nbformat
 
-from . import paths
-from .errors import UsageError
+from .. import paths
+from ..errors import UsageError
 
 DEFAULT_REPOSITORY = "https://github.com/hpdl-course/high-performance-deep-learning"
 """Used when ``pyproject.toml`` has no ``[project.urls] Repository``."""
@@ -173,11 +173,12 @@ def retarget_badge(nb: nbformat.NotebookNode, notebook_path: str) -> nbformat.No
 
 
 def setup_cell(nb: nbformat.NotebookNode, where: str = "notebook") -> nbformat.NotebookNode:
-    """The setup cell of a course notebook: its second code cell (DESIGN.md's shape)."""
+    """The setup cell of a course notebook: its second code cell (docs/architecture.md)."""
     code = [c for c in nb.cells if c.cell_type == "code"]
     if len(code) < 2 or "course_utils.setup(" not in code[1].source:
         raise UsageError(f"{where}: its second code cell is not the setup cell (the one "
-                         f"calling course_utils.setup(PROFILE, DEVICE, SEED)); see DESIGN.md")
+                         "calling course_utils.setup(PROFILE, DEVICE, SEED)); see \"A "
+                         "notebook's shape\" in docs/architecture.md")
     return code[1]
 
 

@@ -26,9 +26,9 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
-from . import paths
+from .. import paths
+from ..errors import UsageError
 from .compare_hints import ALLOWANCES, HINTS, Allowance
-from .errors import UsageError
 from .runner import read_results
 
 COMPARE_SCHEMA_ID = "hpdl-compare/1"
@@ -78,7 +78,7 @@ class Results:
 
 def load_results(path: str | Path) -> Results:
     """Read and validate a results file (or a folder holding ``results.json``): see
-    :func:`course_utils.runner.read_results` for the errors it raises."""
+    :func:`course_utils.hpdl.runner.read_results` for the errors it raises."""
     return Results(*read_results(path))
 
 

@@ -1,4 +1,4 @@
-"""Labs: student notebooks generated from masters, graded checks, grading a submission.
+"""Labs for ``hpdl``: student notebooks generated from masters, and grading a submission.
 
 A master in ``labs/solutions/`` marks each answer with nbgrader's markers::
 
@@ -8,8 +8,8 @@ A master in ``labs/solutions/`` marks each answer with nbgrader's markers::
 
 ``student_notebook`` replaces each marked block with ``raise NotImplementedError(...)``
 (indentation kept) and clears outputs. Graded cells wrap their assertions in
-``with check("name", points=N):`` so that an unfinished or crashing answer scores 0 for
-that check, prints why, and the notebook goes on to the next check.
+``with check("name", points=N):`` (``course_utils.checks.scoring``) so that an unfinished
+or crashing answer scores 0 for that check, prints why, and the notebook goes on.
 
 Writing a master: the whole marked block becomes one ``raise``, so a name bound only
 inside a block must not be used after it (pass values as arguments instead), and check
@@ -24,19 +24,19 @@ import json
 import os
 import tempfile
 import time
-import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import nbformat
 
+from ..checks.scoring import CHECK_MIME, CheckResult
+from ..errors import CourseError, UsageError
 from .colab import retarget_badge
-from .errors import CourseError, UsageError
+from .execution import KERNEL_ARGUMENTS, kernel_manager_logging_to
 
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
-CHECK_MIME = "application/vnd.hpdl.check+json"
 PLACEHOLDER = 'raise NotImplementedError("Lab answer: write your code here")'
 
 
@@ -99,86 +99,6 @@ def student_is_current(master_path: Path, student_path: Path) -> bool:
     return nbformat.writes(fresh) == nbformat.writes(committed)
 
 
-# --------------------------------------------------------------------------- checks
-@dataclass
-class CheckResult:
-    """The outcome of one graded check."""
-
-    name: str
-    points: float
-    max_points: float
-    passed: bool
-    message: str
-
-
-RESULTS: dict[str, CheckResult] = {}
-"""This kernel's latest result of each check, by name (re-running a check replaces it)."""
-
-
-def _explain(exc: BaseException) -> str:
-    if isinstance(exc, NotImplementedError):
-        return "not implemented yet (the answer still raises NotImplementedError)"
-    if isinstance(exc, AssertionError):
-        return str(exc) or "assertion failed"
-    if isinstance(exc, NameError):
-        return f"{exc}: did an earlier answer cell fail or not run?"
-    frames = traceback.extract_tb(exc.__traceback__)
-    where = f" (line {frames[-1].lineno})" if frames else ""
-    return f"your code raised {type(exc).__name__}: {exc}{where}"
-
-
-class check:  # noqa: N801 - used as `with check(...)`, reads like a statement
-    """Context manager for one graded check: full points if the block runs, else 0.
-
-    Errors inside the block (an unfinished answer, a wrong value, a crash) are caught,
-    explained in one line and scored 0, so the next checks still run.
-    """
-
-    def __init__(self, name: str, points: float = 1):
-        if points <= 0:
-            raise UsageError(f"check({name!r}): points must be > 0, got {points}")
-        self.name = name
-        self.points = points
-
-    def __enter__(self) -> check:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> bool:
-        if exc is not None and not isinstance(exc, Exception):
-            return False  # KeyboardInterrupt, SystemExit: let them through
-        passed = exc is None
-        result = CheckResult(self.name, self.points if passed else 0, self.points, passed,
-                             "ok" if passed else _explain(exc))
-        RESULTS[self.name] = result
-        _emit(result)
-        return True
-
-
-def _emit(result: CheckResult) -> None:
-    mark = "PASS" if result.passed else "FAIL"
-    text = (f"[{mark}] {result.name}: {result.points:g}/{result.max_points:g} points"
-            + ("" if result.passed else f" - {result.message}"))
-    try:
-        from IPython import get_ipython
-
-        shell = get_ipython()
-    except ImportError:  # pragma: no cover
-        shell = None
-    if shell is not None:
-        from IPython.display import display
-
-        display({"text/plain": text, CHECK_MIME: asdict(result)}, raw=True)
-    else:
-        print(text)
-
-
-def summary() -> None:
-    """Print the score so far in this kernel (latest result of each check)."""
-    score = sum(r.points for r in RESULTS.values())
-    total = sum(r.max_points for r in RESULTS.values())
-    print(f"score so far: {score:g} / {total:g} points over {len(RESULTS)} checks")
-
-
 # --------------------------------------------------------------------------- grading
 @dataclass
 class GradeReport:
@@ -225,7 +145,8 @@ def declared_checks(nb: nbformat.NotebookNode) -> list[tuple[str, float]]:
             func = node.func
             is_check = (isinstance(func, ast.Name) and func.id == "check") or (
                 isinstance(func, ast.Attribute) and func.attr == "check"
-                and isinstance(func.value, ast.Name) and func.value.id == "labs")
+                and isinstance(func.value, ast.Name)
+                and func.value.id in ("checks", "scoring", "labs"))
             if not is_check or not node.args or not isinstance(node.args[0], ast.Constant):
                 continue
             points: float = 1
@@ -261,7 +182,6 @@ def grade(path: Path, *, timeout: float = 600, profile: str = "quick") -> GradeR
     from nbclient import NotebookClient
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
-    from .runner import KERNEL_ARGUMENTS
 
     path = Path(path)
     nb = _read_notebook(path)
@@ -278,6 +198,7 @@ def grade(path: Path, *, timeout: float = 600, profile: str = "quick") -> GradeR
                 timeout_func=lambda cell: max(1.0, deadline - time.perf_counter()),
                 resources={"metadata": {"path": scratch}},
                 extra_arguments=KERNEL_ARGUMENTS,
+                kernel_manager_class=kernel_manager_logging_to(Path(scratch) / "kernel.log"),
             )
             try:
                 client.execute()
@@ -311,16 +232,3 @@ def grade(path: Path, *, timeout: float = 600, profile: str = "quick") -> GradeR
     return GradeReport(notebook=str(path), score=sum(c.points for c in checks),
                        max_score=sum(c.max_points for c in checks), checks=checks,
                        seconds=time.perf_counter() - start, errors=errors)
-
-
-def checks_from_notebook(nb: Any) -> list[dict[str, Any]]:
-    """The graded-check outputs of an executed notebook (for the runner's report)."""
-    found = []
-    for cell in nb.get("cells", []):
-        for output in cell.get("outputs", []) or []:
-            data = output.get("data") or {}
-            if CHECK_MIME in data:
-                found.append(dict(data[CHECK_MIME]))
-    return found
-
-

@@ -4,7 +4,7 @@ Each notebook is executed in a copy under the output folder (mirroring the sourc
 and with that copy's folder as the working directory), with ``PROFILE``, ``DEVICE`` and any
 ``-p NAME VALUE`` injected as parameters. A failing notebook is reported with its cell and
 error, and the others still run. The result of a run (see ``RESULTS_SCHEMA``) is written to
-``results.json`` and ``report.html`` by ``course_utils.report``.
+``results.json`` and ``report.html`` by ``course_utils.hpdl.report``.
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import paths, profiles
-from .device import DEVICE_CHOICES, gpu_available, resolve_device
-from .errors import UsageError, check_choice
+from .. import paths, profiles
+from ..device import DEVICE_CHOICES, gpu_available, resolve_device
+from ..errors import UsageError, check_choice
+from .execution import KERNEL_ARGUMENTS, checks_from_notebook, kernel_log, kernel_manager_logging_to
 
 RESULTS_SCHEMA = """\
 results.json (schema "hpdl-results/1"):
@@ -52,10 +53,6 @@ RESULTS_KEYS = ("created", "fingerprint", "profile", "device", "summary", "noteb
 RESERVED_PARAMETERS = ("PROFILE", "DEVICE")
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-# The kernel's own start-up warnings (e.g. "running over TCP without encryption" on a
-# local machine, a KeyboardInterrupt logged at shutdown) would drown the progress lines;
-# cell errors reach the run through the notebook itself.
-KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=CRITICAL"]
 
 
 @dataclass
@@ -231,8 +228,7 @@ def _finish_output(output: Path, status: str, error: dict | None) -> tuple[dict,
     """Gather metrics and checks from the executed copy; store them in its metadata."""
     import nbformat
 
-    from .labs import checks_from_notebook
-    from .record import metrics_from_notebook
+    from ..record import metrics_from_notebook
 
     if not output.exists():
         return {}, []
@@ -261,6 +257,7 @@ def run_one(source: Path, output: Path, parameters: dict[str, Any],
             progress_bar=False, cwd=str(output.parent), log_output=False,
             timeout_func=lambda cell: max(1.0, deadline - time.perf_counter()),
             extra_arguments=KERNEL_ARGUMENTS,
+            kernel_manager_class=kernel_manager_logging_to(kernel_log(output)),
         )
     except CellTimeoutError:
         status = "timeout"
@@ -292,7 +289,7 @@ def run(targets: list[str] | None = None, *, profile: str = "auto", device: str 
     """
     from tqdm.auto import tqdm
 
-    from .env import fingerprint
+    from ..env import fingerprint
 
     check_choice("--profile", profile, profiles.PROFILE_CHOICES)
     check_choice("--device", device, DEVICE_CHOICES)

@@ -15,9 +15,9 @@
   next notebook of the course map;
 - ``report.html``: the run's report, its notebook links pointing at the pages.
 
-The course map is ``course_utils.coursemap``'s: the README's table, plus every other
+The course map is ``course_utils.hpdl.coursemap``'s: the README's table, plus every other
 notebook under lessons/ and labs/, plus every notebook of the run. ``check_links`` (from
-``course_utils.linkcheck``) checks the result offline.
+``course_utils.hpdl.linkcheck``) checks the result offline.
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from . import paths
+from .. import paths
+from ..errors import CourseError, UsageError
 from .coursemap import MapEntry, course_map, notebook_title, unit_title
-from .errors import CourseError, UsageError
 from .linkcheck import LinkScan, check_links, external_links, scan_links
 from .runner import read_results
 
@@ -72,7 +72,7 @@ _NB_LINK = re.compile(r'href="(?![a-zA-Z][a-zA-Z0-9+.-]*:|/|#)([^"#?]*?)\.ipynb(
 
 # ------------------------------------------------------------------------- the run
 def load_results(run_dir: Path) -> dict[str, Any]:
-    """``run_dir/results.json`` as a dict (see :func:`course_utils.runner.read_results`)."""
+    """``run_dir/results.json`` as a dict (see :func:`course_utils.hpdl.runner.read_results`)."""
     return read_results(Path(run_dir) / "results.json")[1]
 
 
@@ -240,7 +240,7 @@ def _exporter() -> Any:
         raise CourseError("`hpdl site` needs nbconvert 7 or newer: pip install "
                           "'nbconvert>=7'") from exc
 
-    log = logging.getLogger("course_utils.site.nbconvert")
+    log = logging.getLogger("course_utils.hpdl.site.nbconvert")
     log.setLevel(logging.ERROR)  # not "alternative text is missing" once per figure
     exporter = HTMLExporter(template_name="lab", template_file=_TEMPLATE, embed_images=True,
                             extra_loaders=[DictLoader({_TEMPLATE: _TEMPLATE_SOURCE})], log=log)

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import UsageError, check_choice, check_ints, check_positive
+from ..errors import UsageError, check_choice, check_ints, check_positive
 
 ALGORITHMS = ("naive", "ring")
 BACKEND_CHOICES = ("auto", "gloo", "nccl")
@@ -308,8 +308,9 @@ def _group_info(group) -> tuple[int, int]:
     import torch.distributed as tdist
 
     if not tdist.is_initialized():
-        raise UsageError("torch.distributed is not initialised: call course_utils.dist.init() "
-                         "first (inside a script launched with course_utils.dist.launch)")
+        raise UsageError("torch.distributed is not initialised: call "
+                         "course_utils.training.dist.init() first (inside a script launched "
+                         "with course_utils.training.dist.launch)")
     return tdist.get_rank(group), tdist.get_world_size(group)
 
 

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import UsageError, check_choice, check_ints, check_numbers, check_positive
+from ..errors import UsageError, check_choice, check_ints, check_numbers, check_positive
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 CHECKPOINT_FORMAT = "hpdl-ddp-checkpoint/1"
@@ -219,7 +219,7 @@ def spirals_problem(n_per_class: int, hidden: Sequence[int], *, seed: int = 0,
     ``torch.manual_seed(seed)`` before the model: every process that calls this with the
     same arguments gets bit-identical weights.
     """
-    from . import data, models
+    from .. import data, models
 
     _check_int("n_per_class", n_per_class)
     torch_dtype = dtype_of(dtype)
@@ -241,7 +241,7 @@ def reference_training(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *,
     """
     _check_int("global_batch", global_batch)
     _check_int("epochs", epochs)
-    from .train import make_optimizer
+    from ..train import make_optimizer
 
     opt = make_optimizer(model, "sgd", schedule(0), weight_decay, momentum)
     history: dict[str, list[float]] = {"loss": [], "lr": []}
@@ -346,7 +346,7 @@ def load_checkpoint(path: str | os.PathLike, *, model: nn.Module | None = None,
         raise UsageError(f"checkpoint {path} does not exist")
     state = torch.load(path, map_location=map_location, weights_only=True)
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise UsageError(f"{path} is not a checkpoint of course_utils.ddp.save_checkpoint")
+        raise UsageError(f"{path} is not a checkpoint of course_utils.training.ddp.save_checkpoint")
     if model is not None:
         unwrap(model).load_state_dict(state["model"])
     if optimizer is not None:
@@ -360,7 +360,7 @@ def load_checkpoint(path: str | os.PathLike, *, model: nn.Module | None = None,
 def backend_for(nproc: int, device: str = "auto") -> str:
     """``"nccl"`` when every one of ``nproc`` ranks can have its own GPU (and ``device``
     allows the GPU), else ``"gloo"`` (the ranks then compute on the CPU)."""
-    from .device import cuda_gpu_count
+    from ..device import cuda_gpu_count
 
     _check_int("nproc", nproc)
     check_choice("device", device, ("auto", "cpu", "cuda"))

@@ -11,14 +11,14 @@ cell) and the notebook launches them as a subprocess with ``launch``:
   mpi4py, and ``init()`` can still build a ``torch.distributed`` group through a file
   rendezvous.
 
-Every rank runs inside a small wrapper (``python -m course_utils.dist SCRIPT ...``) that
+Every rank runs inside a small wrapper (``python -m course_utils.training.dist SCRIPT ...``) that
 sends its stdout and stderr to ``rank<R>.log`` and, if the script raises, writes the
 traceback to ``rank<R>.error``. ``launch`` waits with a timeout, kills the whole process
 tree when it expires, and when a rank dies raises ``RankFailedError`` naming the rank, its
 exit status and its traceback, within seconds (torchrun and mpiexec both stop the
 surviving ranks when one fails). Inside the script::
 
-    from course_utils import dist
+    from course_utils.training import dist
     info = dist.init()                 # explicit timeout; backend from the launch
     ...
     dist.save_result({"loss": loss})   # read back as result.outputs[rank]
@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import CourseError, UsageError, check_choice
+from ..errors import CourseError, UsageError, check_choice
 
 LAUNCHERS = ("torchrun", "mpiexec")
 BACKENDS = ("auto", "gloo", "nccl", "mpi")
@@ -130,7 +130,7 @@ def _mpiexec() -> str | None:
 
 def _command(launcher: str, script: Path, nproc: int, args: Sequence[str],
              max_restarts: int) -> list[str]:
-    wrapper = [sys.executable, "-m", "course_utils.dist", str(script), *map(str, args)]
+    wrapper = [sys.executable, "-m", "course_utils.training.dist", str(script), *map(str, args)]
     if launcher == "mpiexec":
         mpiexec = _mpiexec()
         if mpiexec is None:
@@ -240,7 +240,7 @@ def resolve_backend(backend: str, local_ranks: int) -> str:
     check_choice("backend", backend, BACKENDS)
     if backend != "auto":
         return backend
-    from .device import cuda_gpu_count
+    from ..device import cuda_gpu_count
 
     gpus = cuda_gpu_count()
     return "nccl" if gpus and gpus >= local_ranks else "gloo"
@@ -262,7 +262,7 @@ def launch(script: str | os.PathLike, nproc: int = 2, args: Sequence[Any] = (), 
     With ``check`` a failure raises ``RankFailedError`` and a timeout ``LaunchTimeout``,
     each naming the rank and carrying the ``LaunchResult``.
     """
-    from .paths import build_path
+    from ..paths import build_path
 
     check_choice("launcher", launcher, LAUNCHERS)
     check_choice("backend", backend, BACKENDS)
@@ -427,7 +427,7 @@ def _run_rank(argv: list[str]) -> int:
     import runpy
 
     if not argv:
-        print("usage: python -m course_utils.dist SCRIPT [ARGS...]", file=sys.stderr)
+        print("usage: python -m course_utils.training.dist SCRIPT [ARGS...]", file=sys.stderr)
         return 2
     rank = rank_from_env()[0]
     out = Path(os.environ.get(ENV_OUT, "."))

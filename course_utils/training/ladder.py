@@ -34,8 +34,8 @@ from torch import nn
 from torch.autograd.profiler import record_function
 from torch.utils.data import DataLoader, Dataset
 
-from .errors import UsageError, check_choice, check_positive
-from .timing import Timing, benchmark
+from ..errors import UsageError, check_choice, check_positive
+from ..timing import Timing, benchmark
 
 AMP_MODES = (None, "bf16", "fp16")
 REGIONS = ("data", "to_device", "forward", "backward", "optimizer")
@@ -107,7 +107,7 @@ def augmented_images(n: int, *, shape: tuple[int, int, int] = (3, 32, 32), n_cla
                      seed: int = 0, pad: int = 4) -> AugmentedImages:
     """``data.synthetic_images`` (learnable class templates plus noise) stored as uint8,
     as image files decode, wrapped in ``AugmentedImages``."""
-    from .data import synthetic_images
+    from ..data import synthetic_images
 
     X, y = synthetic_images(n, shape=shape, n_classes=n_classes, seed=seed)
     images = np.clip(np.rint(X * 40.0 + 128.0), 0, 255).astype(np.uint8)
@@ -205,7 +205,7 @@ def skip_reason(config: LadderConfig, device: torch.device | str) -> str | None:
     else:
         return f"the ladder runs on 'cpu' or 'cuda', not {device.type!r}"
     if config.compile:
-        from .frameworks import compiler_status
+        from ..foundations.frameworks import compiler_status
 
         ok, why = compiler_status(device)
         if not ok:
@@ -288,7 +288,7 @@ def model_factory(width: int, blocks: int, device: torch.device | str,
     convolution with stride 2 and fewer than 8 input channels (the ResNet's shortcut)
     corrupts memory and kills the process (seen with PyTorch 2.13).
     """
-    from .models import SmallResNet
+    from ..models import SmallResNet
 
     for name, value in (("width", width), ("blocks", blocks)):
         _check_count(name, value)
@@ -515,7 +515,7 @@ def measure(config: LadderConfig, dataset: AugmentedImages, *,
     if len(dataset) < batch_size:
         raise UsageError(f"batch_size={batch_size} is larger than the data set "
                          f"({len(dataset)} images)")
-    from .frameworks import first_call
+    from ..foundations.frameworks import first_call
 
     with _backend_flags(config, device):
         run = _Run(config, dataset, model_fn=model_fn, batch_size=batch_size, device=device,

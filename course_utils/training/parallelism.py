@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import UsageError, check_choice, check_ints
+from ..errors import UsageError, check_choice, check_ints
 
 STRATEGIES = ("ddp", "zero1", "zero2", "zero3", "fsdp")
 PRECISIONS = ("mixed", "fp32")

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .errors import UsageError
+from ..errors import UsageError
 
 ArrayLike = float | Sequence[float] | np.ndarray
 

@@ -1,11 +1,11 @@
-"""Every committed notebook has the course's shape (DESIGN.md, "A notebook's shape")."""
+"""Every committed notebook has the course's shape (docs/architecture.md, "A notebook's shape")."""
 
 import re
 
 import nbformat
 import pytest
 
-from course_utils import colab
+from course_utils.hpdl import colab
 from tests.conftest import REPO
 
 NOTEBOOKS = sorted(p for folder in ("lessons", "labs") for p in (REPO / folder).rglob("*.ipynb")

@@ -5,7 +5,7 @@ import json
 import nbformat
 import pytest
 
-from course_utils import labs
+from course_utils.hpdl import grading
 from tests.conftest import REPO, hpdl
 
 pytestmark = pytest.mark.slow
@@ -20,9 +20,9 @@ def _solution_lines(master) -> set[str]:
         inside = False
         for line in cell.source.splitlines():
             s = line.strip()
-            if s.startswith(labs.BEGIN):
+            if s.startswith(grading.BEGIN):
                 inside = True
-            elif s.startswith(labs.END):
+            elif s.startswith(grading.END):
                 inside = False
             elif inside and len(s) > 12 and not s.startswith("#"):
                 lines.add(s)
@@ -37,13 +37,13 @@ def test_every_master_has_a_student_version():
 
 @pytest.mark.parametrize("master", MASTERS, ids=IDS)
 def test_check_names_are_unique(master):
-    names = [name for name, _ in labs.declared_checks(nbformat.read(master, as_version=4))]
+    names = [name for name, _ in grading.declared_checks(nbformat.read(master, as_version=4))]
     assert names and len(names) == len(set(names)), names
 
 
 @pytest.mark.parametrize("master", MASTERS, ids=IDS)
 def test_student_is_freshly_generated(master):
-    assert labs.student_is_current(master, REPO / "labs" / master.name), \
+    assert grading.student_is_current(master, REPO / "labs" / master.name), \
         "run `hpdl student` and commit labs/"
 
 
@@ -79,12 +79,12 @@ def test_one_wrong_answer_loses_only_its_points(tmp_path):
     """A crashing answer scores 0 for its check; the other checks are still graded."""
     master = MASTERS[0]
     nb = nbformat.read(master, as_version=4)
-    full = labs.declared_checks(nb)
+    full = grading.declared_checks(nb)
     # Break the first solution block: replace its body with a crash.
     for cell in nb.cells:
-        if labs.BEGIN in cell.source:
-            cell.source = labs.strip_solutions(cell.source).replace(
-                labs.PLACEHOLDER, "raise ZeroDivisionError('student typo')")
+        if grading.BEGIN in cell.source:
+            cell.source = grading.strip_solutions(cell.source).replace(
+                grading.PLACEHOLDER, "raise ZeroDivisionError('student typo')")
             break
     broken = tmp_path / master.name
     nbformat.write(nb, broken)

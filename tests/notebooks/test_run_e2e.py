@@ -58,3 +58,22 @@ def test_run_all_passing_exits_0(tmp_path, monkeypatch):
     executed = (tmp_path / "o/only.ipynb").read_text()
     assert "ran with full/cpu" in executed
     assert '"image/png"' in executed, "the executed notebook lost its figure"
+
+
+def test_console_shows_only_progress_and_summary(tmp_path):
+    """What a notebook writes below Python (C++ logging such as the PyTorch profiler's
+    `USDT: ... profiler_start`, a subprocess's output) stays in the executed copy and the
+    kernel's log; the terminal gets the progress lines and the summary only."""
+    nb = make_notebook(tmp_path / "noisy.ipynb", [
+        'import os, subprocess\nos.write(2, b"FD-LEVEL-NOISE\\n")\n'
+        'subprocess.run(["echo", "SUBPROCESS-NOISE"], check=True)\nprint("PY-PRINT")'])
+    out = tmp_path / "o"
+    result = hpdl("run", str(nb), "--out", str(out), "--profile", "quick")
+    assert result.returncode == 0, result.stderr
+    console = result.stdout + result.stderr
+    for noise in ("FD-LEVEL-NOISE", "SUBPROCESS-NOISE", "PY-PRINT"):
+        assert noise not in console, f"{noise!r} reached the console:\n{console}"
+    assert "1 passed, 0 failed, 0 timeout" in result.stdout
+    executed = (out / "noisy.ipynb").read_text()
+    assert "FD-LEVEL-NOISE" in executed and "SUBPROCESS-NOISE" in executed
+    assert "FD-LEVEL-NOISE" in (out / "noisy.kernel.log").read_text()

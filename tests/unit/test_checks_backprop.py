@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from course_utils import labs, profiles
-from course_utils.checks import backprop, numerical_gradient
+from course_utils import profiles
+from course_utils.checks import backprop, numerical_gradient, scoring
 
 
 # --------------------------------------------------------------------------- references
@@ -313,10 +313,10 @@ class Unfinished:
     backprop.check_softmax_ce_forward, backprop.check_softmax_ce_backward,
 ])
 def test_unfinished_answers_read_as_not_implemented(run, monkeypatch):
-    monkeypatch.setattr(labs, "RESULTS", {})
-    with labs.check("unfinished", points=2):
+    monkeypatch.setattr(scoring, "RESULTS", {})
+    with scoring.check("unfinished", points=2):
         run(Unfinished)
-    (result,) = labs.RESULTS.values()
+    (result,) = scoring.RESULTS.values()
     assert result.points == 0 and not result.passed
     assert "not implemented" in result.message
 
@@ -326,10 +326,10 @@ def test_a_crash_in_student_code_is_reported_as_such(monkeypatch):
         def forward(self, x):
             return x @ self.W.T  # shapes do not match
 
-    monkeypatch.setattr(labs, "RESULTS", {})
-    with labs.check("crash", points=1):
+    monkeypatch.setattr(scoring, "RESULTS", {})
+    with scoring.check("crash", points=1):
         backprop.check_linear_forward(Crashes)
-    assert "ValueError" in labs.RESULTS["crash"].message
+    assert "ValueError" in scoring.RESULTS["crash"].message
 
 
 # --------------------------------------------------------------------------- training

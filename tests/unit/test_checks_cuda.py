@@ -7,7 +7,8 @@ kernels below are the labs' answers and deliberately broken variants of them.
 import numpy as np
 import pytest
 
-from course_utils import cudasim, labs
+from course_utils import cudasim
+from course_utils.checks import scoring
 from course_utils.errors import UsageError
 
 cudasim.configure()  # simulator unless a real GPU is present, before numba is imported
@@ -262,18 +263,18 @@ def test_matmul_mistakes_are_named(kernel, hint):
 def test_gpu_only_check_is_not_graded_on_the_simulator(capsys):
     if not cudasim.on_simulator():
         pytest.skip("checks the simulator's behaviour")
-    labs.RESULTS.pop("speed", None)
+    scoring.RESULTS.pop("speed", None)
     ran = []
     assert cc.gpu_only_check("speed", 2, lambda: ran.append(1)) is False
-    assert not ran and "speed" not in labs.RESULTS
+    assert not ran and "speed" not in scoring.RESULTS
     assert "not graded on the CUDA simulator" in capsys.readouterr().out
 
 
 def test_gpu_only_check_is_graded_where_it_runs(monkeypatch):
     monkeypatch.setattr(cc, "on_simulator", lambda: False)
-    labs.RESULTS.pop("speed (test)", None)
+    scoring.RESULTS.pop("speed (test)", None)
     assert cc.gpu_only_check("speed (test)", 2, lambda: None) is True
-    assert labs.RESULTS.pop("speed (test)").points == 2
+    assert scoring.RESULTS.pop("speed (test)").points == 2
 
 
 def test_speed_check_reports_both_timings_when_too_slow():

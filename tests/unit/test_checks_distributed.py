@@ -10,9 +10,9 @@ import textwrap
 
 import pytest
 
-from course_utils import dist
 from course_utils.checks import distributed as d
 from course_utils.errors import UsageError
+from course_utils.training import dist
 
 RING = '''
 import torch

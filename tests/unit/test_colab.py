@@ -9,8 +9,8 @@ import types
 import nbformat
 import pytest
 
-from course_utils import colab, labs
 from course_utils.errors import UsageError
+from course_utils.hpdl import colab, grading
 
 REPO_URL = "https://github.com/someone/hpdl-fork"
 BADGE_IMAGE = "https://colab.research.google.com/assets/colab-badge.svg"
@@ -179,7 +179,7 @@ def test_student_lab_badge_opens_the_student_lab_and_keeps_the_guard():
                     nbformat.v4.new_code_cell(SETUP),
                     nbformat.v4.new_code_cell("### BEGIN SOLUTION\nx = 1\n### END SOLUTION")]
     master = colab.synced(master, "labs/solutions/lab9.ipynb", REPO_URL)
-    student = labs.student_notebook(master, "lab9.ipynb")
+    student = grading.student_notebook(master, "lab9.ipynb")
     assert colab.badge_markdown("labs/lab9.ipynb", repo=REPO_URL) in student.cells[0].source
     assert "labs/solutions" not in student.cells[0].source
     assert student.cells[2].source.startswith(colab.guard(REPO_URL))

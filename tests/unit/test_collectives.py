@@ -1,5 +1,5 @@
-"""course_utils.collectives: chunking, bandwidths, the alpha-beta model and its fit, and the
-naive and ring all-reduce (launched on 2 and 3 Gloo processes, one launch each)."""
+"""course_utils.training.collectives: chunking, bandwidths, the alpha-beta model and its fit,
+and the naive and ring all-reduce (launched on 2 and 3 Gloo processes, one launch each)."""
 
 import math
 import textwrap
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from course_utils import collectives as coll
 from course_utils.errors import UsageError
+from course_utils.training import collectives as coll
 
 
 # ------------------------------------------------------------------------ pure functions
@@ -169,7 +169,7 @@ def test_distributed_functions_need_an_initialised_group():
 WORKER = """
 import torch
 import torch.distributed as tdist
-from course_utils import collectives as coll, dist
+from course_utils.training import collectives as coll, dist
 from course_utils.errors import UsageError
 
 info = dist.init()
@@ -225,7 +225,7 @@ dist.finish()
 @pytest.mark.slow
 @pytest.mark.parametrize("p", [2, 3])
 def test_naive_and_ring_all_reduce_match_dist_all_reduce(tmp_path, p):
-    from course_utils import dist
+    from course_utils.training import dist
 
     script = tmp_path / "worker.py"
     script.write_text(textwrap.dedent(WORKER))

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from course_utils import cli
-from course_utils.compare import (
+from course_utils.errors import UsageError
+from course_utils.hpdl import cli
+from course_utils.hpdl.compare import (
     REFERENCE_DIR,
     compare,
     default_reference,
@@ -20,8 +21,7 @@ from course_utils.compare import (
     resolve_reference,
     tolerance_band,
 )
-from course_utils.compare_hints import ALLOWANCES, HINTS
-from course_utils.errors import UsageError
+from course_utils.hpdl.compare_hints import ALLOWANCES, HINTS
 from tests.conftest import REPO, hpdl
 
 H100_REFERENCE = REFERENCE_DIR / "nvidia-h100-80gb-hbm3.json"

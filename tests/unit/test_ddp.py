@@ -1,4 +1,5 @@
-"""course_utils.ddp: the schedule, the sampler arithmetic, checkpoints, and one real DDP run."""
+"""course_utils.training.ddp: the schedule, the sampler arithmetic, checkpoints, and one real
+DDP run."""
 
 import os
 
@@ -8,8 +9,9 @@ import torch
 from torch import nn
 from torch.utils.data import DistributedSampler
 
-from course_utils import ddp, dist, profiles
+from course_utils import profiles
 from course_utils.errors import UsageError
+from course_utils.training import ddp, dist
 from tests.conftest import REPO
 
 SCRIPT = REPO / "lessons" / "unit3_multi_gpu" / "scripts" / "ddp_train.py"

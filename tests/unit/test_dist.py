@@ -1,4 +1,4 @@
-"""course_utils.dist: launches from a notebook that report a dead rank, never hang."""
+"""course_utils.training.dist: launches from a notebook that report a dead rank, never hang."""
 
 import os
 import textwrap
@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from course_utils import dist
 from course_utils.errors import UsageError
+from course_utils.training import dist
 
 pytestmark = pytest.mark.slow
 
@@ -15,7 +15,7 @@ ALLREDUCE = """
 import sys
 import torch
 import torch.distributed as tdist
-from course_utils import dist
+from course_utils.training import dist
 
 info = dist.init()
 t = torch.tensor([float(info.rank + 1)])
@@ -91,7 +91,7 @@ def test_restart_resumes_from_checkpoint(tmp_path):
     script = _script(tmp_path, """
         import json, os, signal
         from pathlib import Path
-        from course_utils import dist
+        from course_utils.training import dist
         info = dist.init()
         ckpt = Path(os.environ["HPDL_DIST_OUT"]).parent / "ckpt.json"
         step = json.loads(ckpt.read_text())["step"] if ckpt.exists() else 0
@@ -135,7 +135,7 @@ def test_mpiexec_with_mpi4py_and_a_failing_rank(tmp_path):
         import sys
         import numpy as np
         from mpi4py import MPI
-        from course_utils import dist
+        from course_utils.training import dist
         comm = MPI.COMM_WORLD
         x = np.array([comm.rank + 1.0])
         total = np.empty(1)

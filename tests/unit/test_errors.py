@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from course_utils.errors import UsageError, as_list, check_choices, check_ints, check_numbers
-from course_utils.runner import parse_parameter
+from course_utils.hpdl.runner import parse_parameter
 
 
 @pytest.mark.parametrize("text, expected", [

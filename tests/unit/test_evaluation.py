@@ -1,10 +1,10 @@
-"""course_utils.evaluation: list-valued knobs, top confusions, Markdown tables."""
+"""course_utils.foundations.evaluation: list-valued knobs, top confusions, Markdown tables."""
 
 import numpy as np
 import pytest
 
 from course_utils.errors import UsageError
-from course_utils.evaluation import check_choices, markdown_table, top_confusions
+from course_utils.foundations.evaluation import check_choices, markdown_table, top_confusions
 
 ALLOWED = ("logistic", "mlp", "cnn")
 

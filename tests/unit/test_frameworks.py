@@ -1,4 +1,4 @@
-"""course_utils.frameworks: parameter/gradient transfer, autograd graph text, compiler
+"""course_utils.foundations.frameworks: parameter/gradient transfer, autograd graph text, compiler
 status, first-call timing."""
 
 import numpy as np
@@ -6,8 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from course_utils import frameworks, models, numpy_mlp
+from course_utils import models
 from course_utils.errors import UsageError
+from course_utils.foundations import frameworks, numpy_mlp
 
 
 def test_copied_params_give_the_numpy_forward_and_gradients():

@@ -1,4 +1,4 @@
-"""course_utils.kernels.basics: lesson 07's kernels against NumPy, on odd sizes.
+"""course_utils.gpu.kernels.basics: lesson 07's kernels against NumPy, on odd sizes.
 
 Runs on Numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``, what CI sets) and unchanged on
 a real GPU. Sizes are tiny, because the simulator runs every CUDA thread as a Python thread,
@@ -12,7 +12,7 @@ from course_utils import cudasim
 from course_utils.errors import UsageError
 
 cudasim.configure()  # simulator or GPU, decided before numba is imported
-from course_utils.kernels import basics  # noqa: E402  (needs configure() first)
+from course_utils.gpu.kernels import basics  # noqa: E402  (needs configure() first)
 
 pytestmark = pytest.mark.filterwarnings("ignore:Grid size")  # tiny grids, on purpose
 

@@ -1,4 +1,4 @@
-"""course_utils.kernels.memory: lesson 08's kernels against NumPy on odd sizes.
+"""course_utils.gpu.kernels.memory: lesson 08's kernels against NumPy on odd sizes.
 
 On a CPU machine they run on the CUDA simulator (every GPU thread is a Python thread), so
 the sizes are tiny; they are still chosen so that no dimension is a multiple of a block
@@ -15,7 +15,7 @@ CTX = course_utils.setup("quick", "auto", 0, verbose=False)  # before numba is i
 
 from numba import cuda  # noqa: E402
 
-from course_utils.kernels import memory  # noqa: E402
+from course_utils.gpu.kernels import memory  # noqa: E402
 
 
 def _rand(*shape, seed=0):

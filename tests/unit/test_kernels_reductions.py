@@ -1,4 +1,4 @@
-"""course_utils.kernels.reductions: sums, histograms and the stream pipeline against NumPy,
+"""course_utils.gpu.kernels.reductions: sums, histograms and the stream pipeline against NumPy,
 on odd sizes (not multiples of the block size), and launch configurations validated.
 
 Runs on the CUDA simulator (or a real GPU when present); the warp-shuffle sum and CUDA
@@ -13,7 +13,7 @@ from course_utils.errors import CourseError, UsageError
 
 cudasim.configure()  # simulator unless a real GPU is present, before numba is imported
 
-from course_utils.kernels import reductions as r  # noqa: E402
+from course_utils.gpu.kernels import reductions as r  # noqa: E402
 
 ODD_SIZES = (1, 37, 1001)
 ON_SIM = cudasim.on_simulator()

@@ -1,8 +1,9 @@
 import nbformat
 import pytest
 
-from course_utils import labs
+from course_utils.checks import scoring
 from course_utils.errors import CourseError
+from course_utils.hpdl import grading
 
 MASTER_CELL = """def relu(x):
     \"\"\"Keep the positive part.\"\"\"
@@ -13,10 +14,10 @@ MASTER_CELL = """def relu(x):
 
 
 def test_strip_solutions_keeps_indentation_and_signature():
-    out = labs.strip_solutions(MASTER_CELL)
+    out = grading.strip_solutions(MASTER_CELL)
     assert "np.maximum" not in out
     assert "def relu(x):" in out and "Keep the positive part" in out
-    assert f"    {labs.PLACEHOLDER}" in out
+    assert f"    {grading.PLACEHOLDER}" in out
     compile(out, "cell", "exec")
 
 
@@ -27,7 +28,7 @@ def test_strip_solutions_keeps_indentation_and_signature():
 ])
 def test_unbalanced_markers_are_reported(source, problem):
     with pytest.raises(CourseError, match=problem):
-        labs.strip_solutions(source, "lab.ipynb, cell 3")
+        grading.strip_solutions(source, "lab.ipynb, cell 3")
 
 
 def test_student_notebook_clears_outputs_and_answers():
@@ -36,46 +37,46 @@ def test_student_notebook_clears_outputs_and_answers():
     cell.outputs = [nbformat.v4.new_output("stream", text="hi")]
     cell.execution_count = 4
     nb.cells = [nbformat.v4.new_markdown_cell("# Lab"), cell]
-    student = labs.student_notebook(nb, "lab.ipynb")
+    student = grading.student_notebook(nb, "lab.ipynb")
     assert student.cells[1].outputs == [] and student.cells[1].execution_count is None
     assert "np.maximum" not in student.cells[1].source
     assert nb.cells[1].outputs, "the master itself must not be modified"
 
 
 def test_check_scores_pass_fail_and_not_implemented(capsys):
-    labs.RESULTS.clear()
-    with labs.check("passes", points=2):
+    scoring.RESULTS.clear()
+    with scoring.check("passes", points=2):
         pass
-    with labs.check("wrong", points=1):
+    with scoring.check("wrong", points=1):
         raise AssertionError("dW differs at index (0, 1)")
-    with labs.check("unfinished", points=3):
+    with scoring.check("unfinished", points=3):
         raise NotImplementedError
-    with labs.check("crash", points=1):
+    with scoring.check("crash", points=1):
         [][1]
-    got = labs.RESULTS
+    got = scoring.RESULTS
     assert got["passes"].points == 2 and got["passes"].passed
     assert got["wrong"].points == 0 and "dW differs" in got["wrong"].message
     assert "not implemented" in got["unfinished"].message
     assert "IndexError" in got["crash"].message
     out = capsys.readouterr().out
     assert "[PASS] passes: 2/2" in out and "[FAIL] unfinished: 0/3" in out
-    labs.summary()
+    scoring.summary()
     assert "score so far: 2 / 7 points over 4 checks" in capsys.readouterr().out
-    with labs.check("wrong", points=1):  # fixed and re-run: replaces, does not add
+    with scoring.check("wrong", points=1):  # fixed and re-run: replaces, does not add
         pass
-    labs.summary()
+    scoring.summary()
     assert "score so far: 3 / 7 points over 4 checks" in capsys.readouterr().out
 
 
 def test_check_lets_keyboard_interrupt_through():
-    with pytest.raises(KeyboardInterrupt), labs.check("x"):
+    with pytest.raises(KeyboardInterrupt), scoring.check("x"):
         raise KeyboardInterrupt
 
 
 def test_declared_checks_are_found_statically():
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell('with check("a", points=2):\n    pass'),
-                nbformat.v4.new_code_cell('with labs.check("b"):\n    pass\n%time x = 1'),
+                nbformat.v4.new_code_cell('with checks.check("b"):\n    pass\n%time x = 1'),
                 nbformat.v4.new_code_cell('grader.check("not a lab check")'),
                 nbformat.v4.new_code_cell("def broken(:\n")]
-    assert labs.declared_checks(nb) == [("a", 2.0), ("b", 1.0)]
+    assert grading.declared_checks(nb) == [("a", 2.0), ("b", 1.0)]

@@ -1,4 +1,4 @@
-"""course_utils.ladder: configurations, skip reasons, the augmented data set, measure()."""
+"""course_utils.training.ladder: configurations, skip reasons, the augmented data set, measure()."""
 
 import multiprocessing
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from course_utils import ladder
 from course_utils.errors import UsageError
+from course_utils.training import ladder
 
 SHAPE = (3, 16, 16)
 
@@ -91,7 +91,7 @@ def test_cpu_ladder_is_cumulative_and_skips_gpu_rungs():
 
 def test_ladder_runs_compile_when_asked():
     rungs = {r.name: r for r in ladder.build_ladder("cpu", num_workers=1, compile=True)}
-    from course_utils.frameworks import compiler_status
+    from course_utils.foundations.frameworks import compiler_status
 
     assert rungs["compile"].runs == compiler_status("cpu")[0]
 
@@ -218,7 +218,7 @@ def test_profile_steps_labels_the_parts_of_a_step(dataset):
 @pytest.mark.slow
 def test_compiled_step_matches_eager(dataset):
     """torch.compile on the CPU (Inductor + a C++ compiler): tens of seconds."""
-    from course_utils.frameworks import compiler_status
+    from course_utils.foundations.frameworks import compiler_status
 
     if not compiler_status("cpu")[0]:
         pytest.skip(compiler_status("cpu")[1])

@@ -1,9 +1,9 @@
-"""course_utils.launch: launch configurations are validated with clear messages."""
+"""course_utils.gpu.launch: launch configurations are validated with clear messages."""
 
 import pytest
 
-from course_utils import launch
 from course_utils.errors import UsageError
+from course_utils.gpu import launch
 
 
 def test_grid_1d_covers_odd_sizes():

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from course_utils import data, models, numpy_mlp, train
+from course_utils import data, models, train
 from course_utils.checks import numerical_gradient
 from course_utils.errors import UsageError
+from course_utils.foundations import numpy_mlp
 
 
 def test_mlp_shapes_and_activations():

@@ -56,7 +56,7 @@ def test_lock_pins_every_package_exactly():
 def test_pyproject_declares_the_course_package():
     project = _pyproject()
     assert project["requires-python"] == ">=3.10"
-    assert project["scripts"]["hpdl"] == "course_utils.cli:main"
+    assert project["scripts"]["hpdl"] == "course_utils.hpdl.cli:main"
     assert any(r.startswith("torch>=2.4") for r in project["dependencies"])
 
 

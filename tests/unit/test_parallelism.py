@@ -1,4 +1,4 @@
-"""course_utils.parallelism (lesson 14): the ZeRO memory model, FSDP's shards, the pipeline
+"""course_utils.training.parallelism (lesson 14): the ZeRO memory model, FSDP's shards, the pipeline
 bubble, tensor-parallel layers; lesson 14's knobs; and its SLURM batch scripts."""
 
 import math
@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from course_utils import dist, parallelism
 from course_utils.errors import UsageError
 from course_utils.paths import LESSONS_DIR
 from course_utils.profiles import PROFILES
+from course_utils.training import dist, parallelism
 
 SCRIPTS = LESSONS_DIR / "unit3_multi_gpu" / "scripts"
 GB = 1e9

@@ -1,4 +1,5 @@
-"""course_utils.playground: validation, the Playground's penalty, training, drawing, the app."""
+"""course_utils.foundations.playground: validation, the Playground's penalty, training,
+drawing, the app."""
 
 import base64
 
@@ -8,7 +9,7 @@ import torch
 
 from course_utils import data
 from course_utils.errors import UsageError
-from course_utils.playground import (
+from course_utils.foundations.playground import (
     PlaygroundApp,
     PlaygroundConfig,
     draw,

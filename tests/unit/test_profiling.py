@@ -1,4 +1,4 @@
-"""course_utils.profiling (lesson 10): cost formulas against brute-force counts, roofline
+"""course_utils.gpu.profiling (lesson 10): cost formulas against brute-force counts, roofline
 placement, the occupancy model, knob validation, and the Nsight helpers.
 
 Pure arithmetic, so it runs anywhere; the two tests marked ``gpu`` compare the occupancy
@@ -11,8 +11,9 @@ import sys
 import numpy as np
 import pytest
 
-from course_utils import launch, profiles, profiling, roofline
+from course_utils import profiles
 from course_utils.errors import CourseError, UsageError
+from course_utils.gpu import launch, profiling, roofline
 from course_utils.timing import Timing
 
 # --------------------------------------------------------------------------- costs
@@ -351,7 +352,7 @@ def test_occupancy_model_agrees_with_the_cuda_driver():
     cudasim.configure()
     from numba import cuda
 
-    from course_utils.kernels import basics, memory
+    from course_utils.gpu.kernels import basics, memory
 
     gpu = cuda.get_current_device()
     limits = profiling.sm_limits(gpu)

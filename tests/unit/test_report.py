@@ -1,7 +1,7 @@
 import json
 
-from course_utils import report
-from course_utils.runner import NotebookResult, RunResult
+from course_utils.hpdl import report
+from course_utils.hpdl.runner import NotebookResult, RunResult
 
 
 def _result(tmp_path) -> RunResult:

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from course_utils import roofline
 from course_utils.errors import DeviceUnavailableError, UsageError
+from course_utils.gpu import roofline
 
 
 @pytest.fixture

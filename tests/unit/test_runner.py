@@ -1,7 +1,8 @@
 import pytest
 
-from course_utils import paths, runner
+from course_utils import paths
 from course_utils.errors import UsageError
+from course_utils.hpdl import runner
 
 
 @pytest.mark.parametrize("raw, value", [("3", 3), ("0.5", 0.5), ("true", True),

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from course_utils import scaling
 from course_utils.errors import UsageError
+from course_utils.training import scaling
 
 
 def test_amdahl_textbook_values():

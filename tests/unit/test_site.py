@@ -18,11 +18,12 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from course_utils import cli, paths, site
-from course_utils.coursemap import discover_sources
+from course_utils import paths
 from course_utils.errors import UsageError
-from course_utils.linkcheck import check_links, scan_links
-from course_utils.report import render_html
+from course_utils.hpdl import cli, site
+from course_utils.hpdl.coursemap import discover_sources
+from course_utils.hpdl.linkcheck import check_links, scan_links
+from course_utils.hpdl.report import render_html
 
 PNG = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAAB"
        "JRU5ErkJggg==")

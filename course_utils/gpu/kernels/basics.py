@@ -2,7 +2,7 @@
 
 Each kernel is a plain Numba ``@cuda.jit`` function, shown in the lesson with
 ``course_utils.show_source`` and launched either directly (``kernel[blocks, threads](...)``
-with a configuration from ``course_utils.launch``) or through the small ``run_*`` host
+with a configuration from ``course_utils.gpu.launch``) or through the small ``run_*`` host
 wrappers below. The wrappers validate the launch configuration (a zero, negative or too
 large block size is a ``UsageError``, not a crash or a hang), check shapes, and move host
 arrays to the device and back explicitly, so a caller can pass NumPy arrays (a result comes
@@ -23,8 +23,8 @@ from collections.abc import Sequence
 import numpy as np
 from numba import cuda
 
+from ...errors import UsageError
 from .. import launch
-from ..errors import UsageError
 
 # --------------------------------------------------------------------------- kernels
 

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from numba import cuda, float32
 
-from ..errors import UsageError, check_choice
+from ...errors import UsageError, check_choice
 from ..launch import blocks_for, check_block, grid_1d, grid_2d
 
 TRANSPOSE_VARIANTS = ("naive", "tiled", "tiled_padded")
@@ -480,7 +480,7 @@ def bank_conflict_ways(row_words: int, *, lanes: int = 32, banks: int = 32) -> i
 def check_simulator_size(name: str, value: int, limit: int) -> None:
     """On the CUDA simulator, refuse a size knob above ``limit`` with a UsageError
     (every simulated GPU thread is a Python thread: full-size problems would take hours)."""
-    from ..cudasim import on_simulator
+    from ...cudasim import on_simulator
 
     if on_simulator() and value > limit:
         raise UsageError(

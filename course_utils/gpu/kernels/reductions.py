@@ -37,10 +37,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from numba import cuda
 
-from ..cudasim import on_simulator
-from ..errors import CourseError, UsageError, check_choice, check_positive
+from ...cudasim import on_simulator
+from ...errors import CourseError, UsageError, check_choice, check_positive
+from ...timing import Timing
 from ..launch import WARP_SIZE, blocks_for, check_block
-from ..timing import Timing
 
 MAX_THREADS = 1024  # shared arrays must have a compile-time size: room for the largest block
 MAX_WARPS = MAX_THREADS // WARP_SIZE
@@ -461,7 +461,7 @@ def benchmark_launches(launch: Callable[[], object], *, launches: int = 1, warmu
     back to back on the GPU while Python queues the next, so the GPU's time per launch
     shows through. The Timing is marked meaningless on the simulator.
     """
-    from ..timing import benchmark
+    from ...timing import benchmark
 
     launches = check_count(launches, "launches")
 

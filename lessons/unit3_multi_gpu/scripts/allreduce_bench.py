@@ -5,7 +5,7 @@ nccl-tests' ``-b -e -f``) every rank times ``--iters`` back-to-back all-reduces 
 float32 tensor with ``course_utils.benchmark`` (``sync="torch"``: on GPUs the clock
 stops only when the GPU is done), after a barrier so that all ranks start together, for
 each algorithm: the library's ``dist.all_reduce`` (``builtin``) and the ``naive`` and
-``ring`` all-reduce of ``course_utils.collectives``, written with send/recv. It saves
+``ring`` all-reduce of ``course_utils.training.collectives``, written with send/recv. It saves
 each rank's median and minimum seconds per all-reduce; the notebook takes the slowest
 rank (an all-reduce is over when the last rank has its result) and turns times into
 algorithm and bus bandwidths.
@@ -15,7 +15,7 @@ By hand, from the repository root (Gloo on CPUs, NCCL with one GPU per rank)::
     PYTHONPATH=. torchrun --standalone --nproc-per-node=2 \\
         lessons/unit3_multi_gpu/scripts/allreduce_bench.py --max-bytes 4194304
 
-From a notebook: ``course_utils.dist.launch(<this file>, nproc=2, args=[...])``.
+From a notebook: ``course_utils.training.dist.launch(<this file>, nproc=2, args=[...])``.
 """
 
 import argparse
@@ -24,8 +24,9 @@ import os
 import torch
 import torch.distributed as tdist
 
-from course_utils import benchmark, dist
-from course_utils import collectives as coll
+from course_utils import benchmark
+from course_utils.training import collectives as coll
+from course_utils.training import dist
 
 ALGORITHMS = {
     "builtin": lambda t: tdist.all_reduce(t),

@@ -3,7 +3,7 @@
 A small MLP (float64, SGD with momentum) trains with DDP on the two spirals, each rank on
 its half of the data. After every step rank 0 writes a checkpoint *atomically* (model,
 optimizer state with the momentum buffers, and the number of steps done:
-``course_utils.ddp.save_checkpoint`` writes a temporary file and renames it), then every
+``course_utils.training.ddp.save_checkpoint`` writes a temporary file and renames it), then every
 rank waits at a barrier, so that all of them know which step is safely on disk.
 
 With ``--kill-step K``, rank ``--kill-rank`` kills itself with SIGKILL (no Python
@@ -20,7 +20,7 @@ By hand, from the repository root::
         --max-restarts=1 lessons/unit3_multi_gpu/scripts/beyond_fault_tolerant.py \\
         --checkpoint build/ckpt.pt --kill-step 4
 
-From a notebook: ``course_utils.dist.launch(<this file>, nproc=2, max_restarts=1, ...)``.
+From a notebook: ``course_utils.training.dist.launch(<this file>, nproc=2, max_restarts=1, ...)``.
 """
 
 import argparse
@@ -33,8 +33,9 @@ import torch.distributed as tdist
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from course_utils import data, ddp, dist, models
+from course_utils import data, models
 from course_utils.errors import UsageError
+from course_utils.training import ddp, dist
 
 
 def make(args) -> tuple[torch.nn.Module, torch.optim.Optimizer]:

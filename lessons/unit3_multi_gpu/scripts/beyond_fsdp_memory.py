@@ -20,7 +20,7 @@ By hand, from the repository root (Gloo on CPUs, NCCL with one GPU per rank)::
     PYTHONPATH=. torchrun --standalone --nproc-per-node=2 \\
         lessons/unit3_multi_gpu/scripts/beyond_fsdp_memory.py --widths 50 30 20
 
-From a notebook: ``course_utils.dist.launch(<this file>, nproc=2, args=[...])``.
+From a notebook: ``course_utils.training.dist.launch(<this file>, nproc=2, args=[...])``.
 """
 
 import argparse
@@ -34,7 +34,8 @@ from torch.distributed.fsdp import fully_shard
 from torch.distributed.optim import ZeroRedundancyOptimizer
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from course_utils import dist, models, parallelism
+from course_utils import models
+from course_utils.training import dist, parallelism
 
 
 def make_model(args, device: str) -> torch.nn.Module:

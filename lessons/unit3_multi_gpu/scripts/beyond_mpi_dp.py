@@ -1,6 +1,6 @@
 """Data-parallel SGD the HPC way: NumPy, mpi4py and ``Allreduce`` (Horovod's pattern).
 
-No PyTorch at all: the network is lesson 01's NumPy MLP (``course_utils.numpy_mlp``) on
+No PyTorch at all: the network is lesson 01's NumPy MLP (``course_utils.foundations.numpy_mlp``) on
 the two spirals, in float64. Every MPI rank
 
 1. initialises the parameters with its *own* seed, then receives rank 0's with ``Bcast``
@@ -21,7 +21,7 @@ By hand, from the repository root (MPICH or Open MPI, with mpi4py)::
 
     PYTHONPATH=. mpiexec -n 2 python lessons/unit3_multi_gpu/scripts/beyond_mpi_dp.py
 
-From a notebook: ``course_utils.dist.launch(<this file>, nproc=2, launcher="mpiexec")``.
+From a notebook: ``course_utils.training.dist.launch(<this file>, nproc=2, launcher="mpiexec")``.
 """
 
 import argparse
@@ -29,7 +29,9 @@ import argparse
 import numpy as np
 from mpi4py import MPI
 
-from course_utils import benchmark, data, dist, numpy_mlp
+from course_utils import benchmark, data
+from course_utils.foundations import numpy_mlp
+from course_utils.training import dist
 
 
 def flatten(grads: dict[str, np.ndarray], names: list[str]) -> np.ndarray:

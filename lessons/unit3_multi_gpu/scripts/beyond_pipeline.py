@@ -24,7 +24,7 @@ By hand, from the repository root::
     PYTHONPATH=. torchrun --standalone --nproc-per-node=4 \\
         lessons/unit3_multi_gpu/scripts/beyond_pipeline.py --micro-batches 1 2 4 8
 
-From a notebook: ``course_utils.dist.launch(<this file>, nproc=4, args=[...])``.
+From a notebook: ``course_utils.training.dist.launch(<this file>, nproc=4, args=[...])``.
 """
 
 import argparse
@@ -33,7 +33,8 @@ import time
 import torch
 import torch.distributed as tdist
 
-from course_utils import benchmark, dist, parallelism
+from course_utils import benchmark
+from course_utils.training import dist, parallelism
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ By hand, from the repository root::
     PYTHONPATH=. torchrun --standalone --nproc-per-node=4 \\
         lessons/unit3_multi_gpu/scripts/beyond_tensor_parallel.py --hidden 16 10
 
-From a notebook: ``course_utils.dist.launch(<this file>, nproc=4, args=[...])``.
+From a notebook: ``course_utils.training.dist.launch(<this file>, nproc=4, args=[...])``.
 """
 
 import argparse
@@ -28,7 +28,7 @@ import argparse
 import torch
 import torch.distributed as tdist
 
-from course_utils import dist, parallelism
+from course_utils.training import dist, parallelism
 
 
 def max_error(got: torch.Tensor, want: torch.Tensor) -> float:

@@ -3,7 +3,7 @@
 Each rank can compute every rank's input (``collectives.rank_input``: small integers, so
 every sum is exact), so it checks each result against the definition locally:
 send/recv around a ring; broadcast, reduce, all-reduce, all-gather and reduce-scatter of
-``torch.distributed``; the naive and ring all-reduce of ``course_utils.collectives``
+``torch.distributed``; the naive and ring all-reduce of ``course_utils.training.collectives``
 (written with send/recv) against ``dist.all_reduce``; the ring's reduce-scatter and
 all-gather halves; and, with 3 or more ranks, the ring on a sub-group (the even ranks).
 It saves the largest absolute error of every check (0.0 = exact) and the bytes each
@@ -14,7 +14,7 @@ By hand, from the repository root (Gloo on CPUs, NCCL with one GPU per rank)::
     PYTHONPATH=. torchrun --standalone --nproc-per-node=3 \\
         lessons/unit3_multi_gpu/scripts/collectives_demo.py --lengths 1 7 1001
 
-From a notebook: ``course_utils.dist.launch(<this file>, nproc=3, args=[...])``.
+From a notebook: ``course_utils.training.dist.launch(<this file>, nproc=3, args=[...])``.
 """
 
 import argparse
@@ -22,8 +22,8 @@ import argparse
 import torch
 import torch.distributed as tdist
 
-from course_utils import collectives as coll
-from course_utils import dist
+from course_utils.training import collectives as coll
+from course_utils.training import dist
 
 
 def max_error(got: torch.Tensor, want: torch.Tensor) -> float:

@@ -15,7 +15,7 @@ By hand, from the repository root (Gloo on CPUs, NCCL with one GPU per rank)::
     PYTHONPATH=. torchrun --standalone --nproc-per-node=2 \\
         lessons/unit3_multi_gpu/scripts/ddp_bench.py --width 16 --blocks 1 --batch-size 16
 
-From a notebook: ``course_utils.dist.launch(<this file>, nproc=2, args=[...])``.
+From a notebook: ``course_utils.training.dist.launch(<this file>, nproc=2, args=[...])``.
 """
 
 import argparse
@@ -23,9 +23,10 @@ import argparse
 import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from course_utils import data, ddp, dist, models
+from course_utils import data, models
 from course_utils.timing import benchmark
 from course_utils.train import make_optimizer
+from course_utils.training import ddp, dist
 
 
 def parse_args() -> argparse.Namespace:

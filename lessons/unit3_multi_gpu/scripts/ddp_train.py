@@ -9,7 +9,7 @@ backward pass the gradients are averaged over the ranks by all-reduce, bucket by
 * ``--accum-steps K [K ...]``: accumulate gradients over K micro-batches per optimizer
   step, the first K-1 under ``no_sync()`` (no all-reduce); one training run per value;
 * ``--lr``, ``--base-batch``, ``--warmup-steps``: the linear scaling rule with warm-up
-  (``course_utils.ddp.LinearScalingSchedule``): the global batch sets the peak rate;
+  (``course_utils.training.ddp.LinearScalingSchedule``): the global batch sets the peak rate;
 * ``--checkpoint PATH --checkpoint-every S``: rank 0 saves model, optimizer and step
   atomically every S steps; ``--resume`` continues from it (mid-epoch too);
 * ``--die-at-step K --die-rank R``: rank R SIGKILLs itself when it reaches step K (only
@@ -25,7 +25,7 @@ By hand, from the repository root (Gloo on CPUs, NCCL with one GPU per rank)::
         lessons/unit3_multi_gpu/scripts/ddp_train.py --epochs 2 --accum-steps 1 2 \\
         --checkpoint build/ddp/ckpt.pt
 
-From a notebook: ``course_utils.dist.launch(<this file>, nproc=2, args=[...])``.
+From a notebook: ``course_utils.training.dist.launch(<this file>, nproc=2, args=[...])``.
 """
 
 import argparse
@@ -42,8 +42,8 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
-from course_utils import ddp, dist
 from course_utils.train import make_optimizer
+from course_utils.training import ddp, dist
 
 
 def parse_args() -> argparse.Namespace:
