@@ -18,7 +18,12 @@ What a check catches, and how, so that the message can say exactly what differs:
   result (integer inputs are followed by zeros);
 * **wrong values**: the first wrong entry (index, got, expected) and a hint for the usual
   mistake found in the pattern of errors (an element updated twice, only the edges wrong,
-  the last bin off, a block's tree incomplete, ...).
+  the last bin off, a block's tree incomplete, ...);
+* **races, divergent barriers, uninitialised shared memory** (simulator): every launch runs
+  under the access checker (``course_utils.gpu.sanitizer``), which records each thread's
+  reads and writes and names the array, the element, the two threads and their lines. The
+  simulator runs one block at a time, so a race between blocks never changes its answer:
+  without the checker such a kernel would pass here and fail on a GPU now and then.
 
 The data are multiples of 1/4 or 1/8 where the kernel only adds and multiplies them, so
 float32 results are exact whatever the order of the additions: those checks compare
@@ -31,9 +36,10 @@ module after ``course_utils.setup()`` has chosen between the simulator and a GPU
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -157,19 +163,78 @@ def passed(name: str) -> bool:
     return bool(result and result.passed)
 
 
-def _launch(kernel: Any, grid: Any, block: Any, args: Sequence[Any], where: str,
-            hint: str) -> None:
-    """``kernel[grid, block](*args)``, waiting for it; an index out of range (simulator)
-    becomes an AssertionError with ``hint``."""
-    cuda = _cuda()
+_FIXES = {
+    "race": "Two threads touching one element between the same two barriers (or from two "
+            "blocks) need cuda.atomic.add, or a cuda.syncthreads() between the write and the "
+            "read (within a block only: nothing orders two blocks)",
+    "divergent barrier": "Every thread of the block must reach each cuda.syncthreads(): "
+                         "keep barriers out of `if`s that only some threads enter, and do "
+                         "not `return` early from a kernel that has one",
+    "uninitialised shared read": "Shared memory starts with garbage: write (or zero) every "
+                                 "element first, then cuda.syncthreads(), then read",
+}
+
+
+@contextlib.contextmanager
+def watched(where: str, hint: str = "", *, verdict: bool = True) -> Iterator[Any]:
+    """Run what the block launches under the access checker (``gpu.sanitizer``), so that a
+    race, a divergent barrier or a read of uninitialised shared memory fails the check even
+    when the simulator's answer looks right (it runs one block at a time). Yields the
+    checker's record, or None on a real GPU (where compute-sanitizer does this job).
+
+    An index out of bounds fails at once. With ``verdict=False`` the other findings wait
+    for ``access_verdict(log, where)``: a check first compares the values, whose hints are
+    more specific when the answer is wrong, and then asks the checker."""
+    if not on_simulator():
+        yield None
+        return
+    from ..gpu import sanitizer
+
+    log = None
     try:
-        with warnings.catch_warnings():  # the checks' grids are small on purpose
-            warnings.filterwarnings("ignore", message="Grid size .* under-utilization")
-            kernel[grid, block](*args)
-            cuda.synchronize()
+        with sanitizer.watch() as log:
+            yield log
     except IndexError as exc:
-        raise AssertionError(f"{where}: a thread indexed outside an array ({exc}). "
+        found = [p for p in (log.problems if log else []) if p.kind == "out of bounds"]
+        what = str(found[0]).removeprefix("out of bounds: ") if found else str(exc)
+        raise AssertionError(f"{where}: a thread indexed outside an array: {what}. "
                              f"{hint}") from None
+    if verdict:
+        access_verdict(log, where)
+
+
+def access_verdict(log: Any, where: str) -> None:
+    """Fail with the access checker's report if it found a problem (None: not watched)."""
+    if log is None or log.clean:
+        return
+    from ..gpu import sanitizer
+
+    kinds = sorted({p.kind for p in log.problems}, key=sanitizer.KINDS.index)
+    fixes = " ".join(f"{_FIXES[k]}." for k in kinds if k in _FIXES)
+    raise AssertionError(
+        f"{where}: the access checker found what a GPU would get wrong, some of the time "
+        "(the simulator runs one block at a time, so its answer can still look right):\n"
+        f"{log.report()}\n{fixes}")
+
+
+def _launch(kernel: Any, grid: Any, block: Any, args: Sequence[Any], where: str,
+            hint: str) -> Any:
+    """``kernel[grid, block](*args)``, waiting for it, under the access checker on the
+    simulator (``watched``); an index out of range becomes an AssertionError with ``hint``.
+    Returns the checker's record (None on a GPU) for ``access_verdict``."""
+    cuda = _cuda()
+    with watched(where, hint, verdict=False) as log:
+        try:
+            with warnings.catch_warnings():  # the checks' grids are small on purpose
+                warnings.filterwarnings("ignore", message="Grid size .* under-utilization")
+                kernel[grid, block](*args)
+                cuda.synchronize()
+        except IndexError as exc:
+            if on_simulator():
+                raise  # watched() names the thread and the index
+            raise AssertionError(f"{where}: a thread indexed outside an array ({exc}). "
+                                 f"{hint}") from None
+    return log
 
 
 def _config(blocks: Any, threads: Any) -> str:
@@ -302,8 +367,8 @@ def check_saxpy(saxpy_grid_stride: Any, *, threads: int, seed: int = 201) -> Non
         where = f"saxpy_grid_stride on n={n} with {_config(blocks, threads)}{mode}"
         d_x, d_y = _inputs(x, y)
         out = d_y if in_place else _output((n,))
-        _launch(kernel, blocks, threads, (a, d_x.view, d_y.view, out.view), where,
-                _SAXPY_BOUNDS)
+        log = _launch(kernel, blocks, threads, (a, d_x.view, d_y.view, out.view), where,
+                      _SAXPY_BOUNDS)
         got = _fetch_output(out, where, "out", _SAXPY_BOUNDS)
         if not in_place:
             many = blocks * threads < n
@@ -313,6 +378,7 @@ def check_saxpy(saxpy_grid_stride: Any, *, threads: int, seed: int = 201) -> Non
         else:
             _check_updates(where, got, a, x, y)
         _compare(where, "out", got, expected, "Expected out[i] = a * x[i] + y[i].")
+        access_verdict(log, where)
 
 
 def _check_updates(where: str, got: np.ndarray, a: np.float32, x: np.ndarray,
@@ -380,7 +446,7 @@ def check_blur(blur: Any, *, block: Sequence[int], seed: int = 202) -> None:
         where = f"blur on a {shape[0]} x {shape[1]} image with {_config(grid, threads)}"
         (d_img,) = _inputs(img)
         out = _output(shape)
-        _launch(kernel, grid, threads, (d_img.view, out.view), where, _BLUR_BOUNDS)
+        log = _launch(kernel, grid, threads, (d_img.view, out.view), where, _BLUR_BOUNDS)
         got = _fetch_output(out, where, "out", _BLUR_BOUNDS)
         _unwritten_or_far(where, "out", got, (
             "Does x run along columns (col, row = cuda.grid(2), in that order) and does "
@@ -389,6 +455,7 @@ def check_blur(blur: Any, *, block: Sequence[int], seed: int = 202) -> None:
         expected = blur_reference(img)
         _compare(where, "out", got, expected, _blur_hint(img, got, expected),
                  rtol=1e-5, atol=1e-6)
+        access_verdict(log, where)
 
 
 def _blur_hint(img: np.ndarray, got: np.ndarray, expected: np.ndarray) -> str:
@@ -437,7 +504,8 @@ def check_matmul_tiled(matmul_tiled: Any, *, tile: int, seed: int = 203) -> None
                  f"{_config(grid, threads)}")
         d_A, d_B = _inputs(A, B)
         C = _output((m, n))
-        _launch(kernel, grid, threads, (d_A.view, d_B.view, C.view), where, _MATMUL_BOUNDS)
+        log = _launch(kernel, grid, threads, (d_A.view, d_B.view, C.view), where,
+                      _MATMUL_BOUNDS)
         got = _fetch_output(C, where, "C", _MATMUL_BOUNDS)
         _unwritten_or_far(where, "C", got, (
             "Each thread writes C[row, col] with row = blockIdx.y * TILE + threadIdx.y and "
@@ -446,6 +514,7 @@ def check_matmul_tiled(matmul_tiled: Any, *, tile: int, seed: int = 203) -> None
             "k0 + ty >= K or col >= N).")
         expected = matmul_reference(A, B)
         _compare(where, "C", got, expected, _matmul_hint(A, B, got, tile))
+        access_verdict(log, where)
 
 
 def _matmul_hint(A: np.ndarray, B: np.ndarray, got: np.ndarray, tile: int) -> str:
@@ -563,13 +632,14 @@ def check_block_sum(block_sum: Any, *, threads: int, seed: int = 301) -> None:
         where = f"block_sum on n={n} with {_config(blocks, threads)}"
         (d_x,) = _inputs(x)
         partial = _output((blocks,))
-        _launch(kernel, blocks, threads, (d_x.view, partial.view), where, _SUM_BOUNDS)
+        log = _launch(kernel, blocks, threads, (d_x.view, partial.view), where, _SUM_BOUNDS)
         got = _fetch_output(partial, where, "partial", "partial has one entry per block.")
         _unwritten_or_far(where, "partial", got, (
             "Thread 0 of each block writes the block's total to partial[cuda.blockIdx.x], "
             "after the tree."), _SUM_BOUNDS)
         expected = block_sum_reference(x, blocks, threads)
         _compare(where, "partial", got, expected, _sum_hint(x, got, expected, blocks, threads))
+        access_verdict(log, where)
 
 
 def _sum_hint(x: np.ndarray, got: np.ndarray, expected: np.ndarray, blocks: int,
@@ -612,7 +682,8 @@ def check_reduce_sum(reduce_sum: Callable[[Any, int], Any], *, threads: int,
         x = _quarters(rng, n)
         where = f"reduce_sum(x, blocks={blocks}) on n={n}"
         (d_x,) = _inputs(x)
-        value = reduce_sum(d_x.view, blocks)
+        with watched(where, _SUM_BOUNDS, verdict=False) as log:
+            value = reduce_sum(d_x.view, blocks)
         if value is None:
             raise AssertionError(f"{where} returned None (did you forget `return`?)")
         if np.size(value) != 1:
@@ -621,6 +692,7 @@ def check_reduce_sum(reduce_sum: Callable[[Any, int], Any], *, threads: int,
         value = float(np.asarray(value).reshape(()))
         expected = float(x.astype(np.float64).sum())
         if value == expected:
+            access_verdict(log, where)
             continue
         partial = block_sum_reference(x, blocks, threads)
         if blocks > 1 and value == partial[0]:
@@ -670,20 +742,28 @@ def check_histogram(histogram_shared: Any, *, threads: int, nbins: int,
     rng = np.random.default_rng(seed)
     for values, blocks in histogram_cases(nbins, rng):
         data = values.astype(np.int32)
-        where = (f"histogram_shared on n={data.size} values with NBINS={nbins}, "
-                 f"{_config(blocks, threads)}")
-        (d_data,) = _inputs(data)
-        bins = _output((nbins,), np.int32)
-        _launch(kernel, blocks, threads, (d_data.view, bins.view), where, _HIST_BOUNDS)
-        got = _fetch_output(bins, where, "bins", _HIST_BOUNDS)
+        where, log, got = _run_histogram(kernel, data, blocks, threads, nbins)
         expected = histogram_reference(data, nbins)
         if np.array_equal(got, expected):
+            access_verdict(log, where)
             continue
         wrong = np.flatnonzero(got != expected)
         b = int(wrong[0])
         head = (f"{where}: {wrong.size} of {nbins} bins differ; first bins[{b}]: got "
                 f"{got[b]}, expected {expected[b]}")
         raise AssertionError(f"{head}. {_histogram_hint(got, expected, wrong, threads, data)}")
+
+
+def _run_histogram(kernel: Any, data: np.ndarray, blocks: int, threads: int,
+                   nbins: int) -> tuple[str, Any, np.ndarray]:
+    """Launch ``kernel[blocks, threads](data, bins)`` on guarded arrays: (where, the access
+    checker's record, the counts)."""
+    where = (f"histogram_shared on n={data.size} values with NBINS={nbins}, "
+             f"{_config(blocks, threads)}")
+    (d_data,) = _inputs(data)
+    bins = _output((nbins,), np.int32)
+    log = _launch(kernel, blocks, threads, (d_data.view, bins.view), where, _HIST_BOUNDS)
+    return where, log, _fetch_output(bins, where, "bins", _HIST_BOUNDS)
 
 
 def _histogram_hint(got: np.ndarray, expected: np.ndarray, wrong: np.ndarray, threads: int,
@@ -711,3 +791,153 @@ def _histogram_hint(got: np.ndarray, expected: np.ndarray, wrong: np.ndarray, th
                 "when two threads hit the same bin), and publish after a cuda.syncthreads().")
     return ("The right number of values, in the wrong bins: count data[i] into bin "
             "data[i] itself, and add shared bin b into bins[b].")
+
+
+# --------------------------------------------------------------------------- memory traffic
+def simulator_only_check(name: str, points: float, run: Callable[[], Any]) -> bool:
+    """A graded check that exists only on the CUDA simulator, where every access of the
+    kernel is recorded: there ``run()`` is graded as ``scoring.check(name, points)``; on a
+    GPU nothing is graded and one line says why (there the speed checks measure the same
+    thing). Returns whether it was graded. The mirror of ``gpu_only_check``."""
+    if not on_simulator():
+        print(f"[graded on the CUDA simulator only] {name}: it counts every global-memory "
+              "access of the kernel, which only the simulator records; on this GPU the "
+              "speed check measures what the counts predict.")
+        return False
+    with scoring.check(name, points=points):
+        run()
+    return True
+
+
+def _traffic(log: Any, where: str, argument: int, label: str, *, write: bool,
+             limit: int, why: str) -> None:
+    """Fail if one element of the kernel's ``argument``-th array was read (or written) more
+    than ``limit`` times by the threads of one block."""
+    launch = log.last
+    name = launch.arguments[argument]
+    count, index, block = launch.most_per_block(name, write=write)
+    if count > limit:
+        most = launch.max_counts()
+        raise AssertionError(
+            f"{where}: {label}[{_fmt(index)}] was {'written' if write else 'read'} {count} "
+            f"times in global memory by the threads of block {_fmt(block)}; at most {limit} "
+            f"is enough. {why} (Most accesses by one thread: {most.global_reads} global "
+            f"reads, {most.global_writes} global writes, {most.shared_reads} shared reads, "
+            f"{most.shared_writes} shared writes.)")
+
+
+def check_matmul_traffic(matmul_tiled: Any, *, tile: int, seed: int = 204) -> None:
+    """Each element of A and B is loaded from global memory at most once by the threads
+    of one block (a block serves one tile row of A and one tile column of B: it loads each
+    of their elements once into shared memory, then reads it from there), and each element
+    of C is written once. Counted on the simulator, on a 2 x 2 grid of tiles, 3 tiles deep."""
+    kernel = _require_kernel(matmul_tiled, "matmul_tiled", needs=("shared", "syncthreads"))
+    m, k, n = tile + 3, 2 * tile + 1, tile + 2
+    rng = np.random.default_rng(seed)
+    A, B = _quarters(rng, (m, k), high=4), _quarters(rng, (k, n), high=4)
+    grid, threads = matmul_grid(m, n, tile)
+    where = f"matmul_tiled on ({m} x {k}) @ ({k} x {n}) with TILE={tile}"
+    d_A, d_B = _inputs(A, B)
+    C = _output((m, n))
+    log = _launch(kernel, grid, threads, (d_A.view, d_B.view, C.view), where, _MATMUL_BOUNDS)
+    got = _fetch_output(C, where, "C", _MATMUL_BOUNDS)
+    _compare(where, "C", got, matmul_reference(A, B), "First pass the check `Tiled matmul`.")
+    access_verdict(log, where)
+    tiles = ("Load the tile once (sA[ty, tx] = A[row, k0 + tx], one element per thread), "
+             "cuda.syncthreads(), then read it TILE times from shared memory.")
+    _traffic(log, where, 0, "A", write=False, limit=1, why=tiles)
+    _traffic(log, where, 1, "B", write=False, limit=1, why=tiles)
+    _traffic(log, where, 2, "C", write=True, limit=1,
+             why="Accumulate in a register (acc) and store C[row, col] once, after the loop.")
+
+
+def check_block_sum_traffic(block_sum: Any, *, threads: int, seed: int = 304) -> None:
+    """Each element of x is read from global memory once, and each block writes its
+    partial sum once: the tree adds in shared memory, not in global memory."""
+    kernel = _require_kernel(block_sum, "block_sum", needs=("shared", "syncthreads"))
+    threads = check_power_of_two("THREADS", threads)
+    n, blocks = 3 * 2 * threads + 5, 2
+    x = _quarters(np.random.default_rng(seed), n)
+    where = f"block_sum on n={n} with {_config(blocks, threads)}"
+    (d_x,) = _inputs(x)
+    partial = _output((blocks,))
+    log = _launch(kernel, blocks, threads, (d_x.view, partial.view), where, _SUM_BOUNDS)
+    got = _fetch_output(partial, where, "partial", _SUM_BOUNDS)
+    _compare(where, "partial", got, block_sum_reference(x, blocks, threads),
+             "First pass the check `Block sums with a shared-memory tree`.")
+    access_verdict(log, where)
+    _traffic(log, where, 0, "x", write=False, limit=1,
+             why="Each thread reads its grid-stride share of x once, into a register.")
+    _traffic(log, where, 1, "partial", write=True, limit=1,
+             why="Only thread 0 writes the block's total, once, after the tree.")
+
+
+def check_histogram_traffic(histogram_shared: Any, *, threads: int, nbins: int,
+                            seed: int = 305) -> None:
+    """Each value is read once, and each block adds into each global bin at most once:
+    counting happens in the block's shared histogram, global memory sees one update per
+    bin per block (global atomics on every value are what the shared histogram avoids)."""
+    kernel = _require_kernel(histogram_shared, "histogram_shared",
+                             needs=("shared", "syncthreads", "atomic"))
+    (threads,) = check_block(threads, name="THREADS")
+    nbins = _int("NBINS", nbins)
+    rng = np.random.default_rng(seed)
+    data = np.concatenate([np.zeros(threads, int), rng.integers(0, nbins, 2 * nbins + 3)])
+    data = rng.permutation(data).astype(np.int32)
+    where, log, got = _run_histogram(kernel, data, 2, threads, nbins)
+    if not np.array_equal(got, histogram_reference(data, nbins)):
+        raise AssertionError(f"{where}: wrong counts; first pass the check "
+                             "`Shared-memory histogram`")
+    access_verdict(log, where)
+    _traffic(log, where, 0, "data", write=False, limit=1,
+             why="Each value is read once by the thread whose grid-stride loop reaches it.")
+    _traffic(log, where, 1, "bins", write=True, limit=1,
+             why="Count into the block's shared histogram; after a cuda.syncthreads(), add "
+                 "each shared bin to the global bin once (one cuda.atomic.add per bin).")
+
+
+# --------------------------------------------------------------------------- the picture
+def access_picture(kernel: Any, which: str, *, threads: int = 4, block: Sequence[int] = (4, 4),
+                   tile: int = 4, nbins: int = 8, color_by: str = "thread"):
+    """Launch a lab kernel once at a small size under the access checker and draw which
+    thread read and wrote each element (``gpu.sanitizer.Launch.plot``); simulator only.
+
+    ``which``: "saxpy" (2 blocks of ``threads``, fewer threads than elements), "blur"
+    (a 6 x 7 image, ``block``), "matmul" (``tile``), "block_sum" (``threads``, 2 blocks),
+    "histogram" (``threads``, ``nbins``, 2 blocks). Returns the matplotlib figure.
+    """
+    from ..gpu import sanitizer
+
+    kinds = ("saxpy", "blur", "matmul", "block_sum", "histogram")
+    if which not in kinds:
+        raise UsageError(f"which={which!r}: one of {', '.join(kinds)}")
+    cuda = _cuda()
+    rng = np.random.default_rng(0)
+    if which == "saxpy":
+        n = 2 * threads + 3
+        x, y = _quarters(rng, n), _quarters(rng, n)
+        grid, launch_block = 2, threads
+        args = (np.float32(1.5), cuda.to_device(x), cuda.to_device(y),
+                cuda.device_array(n, np.float32))
+    elif which == "blur":
+        block = check_block(tuple(block), name="(BLOCK_X, BLOCK_Y)")
+        img = rng.random((6, 7), dtype=np.float32)
+        grid, launch_block = grid_2d(img.shape, block)
+        args = (cuda.to_device(img), cuda.device_array(img.shape, np.float32))
+    elif which == "matmul":
+        m, k, n = tile + 1, tile + 3, tile + 2
+        grid, launch_block = matmul_grid(m, n, tile)
+        args = (cuda.to_device(_quarters(rng, (m, k))), cuda.to_device(_quarters(rng, (k, n))),
+                cuda.device_array((m, n), np.float32))
+        color_by = "block"
+    elif which == "block_sum":
+        n = 2 * threads + threads // 2 + 1
+        grid, launch_block = 2, threads
+        args = (cuda.to_device(_quarters(rng, n)), cuda.device_array(2, np.float32))
+    else:
+        data = rng.integers(0, nbins, 2 * threads + 5).astype(np.int32)
+        grid, launch_block = 2, threads
+        args = (cuda.to_device(data), cuda.to_device(np.zeros(nbins, np.int32)))
+    with sanitizer.watch() as log:
+        kernel[grid, launch_block](*args)
+    return log.last.plot(color_by=color_by, max_elements=4096)

@@ -64,7 +64,9 @@ def test_saxpy_right_answer_passes():
 @pytest.mark.parametrize("kernel, hint", [
     (saxpy_no_guard, "bounds guard"),
     (saxpy_no_loop, "cuda.gridsize(1)"),
-    (saxpy_block_stride, "updated by"),
+    # two blocks write each element: the access checker names the race on the simulator
+    # (already where the answer is right); on a GPU the in-place case shows the updates
+    (saxpy_block_stride, "race: global `out`" if cudasim.on_simulator() else "updated by"),
 ])
 def test_saxpy_mistakes_are_named(kernel, hint):
     with pytest.raises(AssertionError, match="saxpy_grid_stride on n=") as info:
@@ -519,3 +521,134 @@ def test_bad_lab2_settings_name_the_parameter(key, value, match):
 def test_bad_lab3_settings_name_the_parameter(key, value, match):
     with pytest.raises(UsageError, match=match):
         cc.lab3_settings({**LAB3, key: value})
+
+
+# ------------------------------------------------- the access checker inside the checks
+@cuda.jit
+def histogram_flush_plain(data, bins):
+    """Right on the simulator (one block at a time), wrong on a GPU: `+=` into global."""
+    local = cuda.shared.array(NBINS, int32)
+    t = cuda.threadIdx.x
+    for b in range(t, NBINS, cuda.blockDim.x):
+        local[b] = 0
+    cuda.syncthreads()
+    i = cuda.grid(1)
+    while i < data.size:
+        cuda.atomic.add(local, data[i], 1)
+        i += cuda.gridsize(1)
+    cuda.syncthreads()
+    for b in range(t, NBINS, cuda.blockDim.x):
+        bins[b] += local[b]
+
+
+@cuda.jit
+def histogram_global_each_value(data, bins):
+    """Right everywhere, but every value is an atomic on global memory (the shared
+    histogram is zeroed and never used): the traffic check catches it."""
+    local = cuda.shared.array(NBINS, int32)
+    t = cuda.threadIdx.x
+    for b in range(t, NBINS, cuda.blockDim.x):
+        local[b] = 0
+    cuda.syncthreads()
+    i = cuda.grid(1)
+    while i < data.size:
+        cuda.atomic.add(bins, data[i], 1)
+        i += cuda.gridsize(1)
+
+
+@cuda.jit
+def matmul_shared_for_show(A, B, C):
+    """Right everywhere, but reads A and B from global memory for every product."""
+    s = cuda.shared.array(1, float32)
+    col, row = cuda.grid(2)
+    if cuda.threadIdx.x == 0 and cuda.threadIdx.y == 0:
+        s[0] = 0.0
+    cuda.syncthreads()
+    if row < C.shape[0] and col < C.shape[1]:
+        acc = float32(0.0)
+        for k in range(A.shape[1]):
+            acc += A[row, k] * B[k, col]
+        C[row, col] = acc + s[0]
+
+
+@cuda.jit
+def block_sum_global_atomics(x, partial):
+    """Right sums, but every thread adds its share into partial[b] in global memory."""
+    cache = cuda.shared.array(THREADS, float32)
+    t = cuda.threadIdx.x
+    acc = float32(0.0)
+    i = cuda.grid(1)
+    while i < x.size:
+        acc += x[i]
+        i += cuda.gridsize(1)
+    cache[t] = acc
+    cuda.syncthreads()
+    if t == 0:
+        partial[cuda.blockIdx.x] = 0.0
+    cuda.syncthreads()
+    cuda.atomic.add(partial, cuda.blockIdx.x, cache[t])
+
+
+needs_simulator = pytest.mark.skipif(not cudasim.on_simulator(),
+                                     reason="the access checker watches the simulator")
+
+
+@needs_simulator
+def test_a_race_between_blocks_fails_although_the_answer_is_right():
+    with pytest.raises(AssertionError) as info:
+        cc.check_histogram(histogram_flush_plain, threads=THREADS, nbins=NBINS)
+    text = str(info.value)
+    assert "race: global `bins`" in text and "different blocks" in text
+    assert "cuda.atomic.add" in text
+
+
+@needs_simulator
+def test_traffic_checks_pass_the_right_kernels():
+    cc.check_matmul_traffic(matmul_ok, tile=TILE)
+    cc.check_block_sum_traffic(block_sum_ok, threads=THREADS)
+    cc.check_histogram_traffic(histogram_ok, threads=THREADS, nbins=NBINS)
+
+
+@needs_simulator
+@pytest.mark.parametrize("check, kernel, config, message", [
+    (cc.check_matmul_traffic, matmul_shared_for_show, {"tile": TILE}, "A["),
+    (cc.check_block_sum_traffic, block_sum_global_atomics, {"threads": THREADS},
+     "partial[0] was written"),
+    (cc.check_histogram_traffic, histogram_global_each_value,
+     {"threads": THREADS, "nbins": NBINS}, "bins["),
+])
+def test_right_answers_that_ignore_the_memory_hierarchy_lose_the_traffic_check(
+        check, kernel, config, message):
+    kernel_check = {cc.check_matmul_traffic: cc.check_matmul_tiled,
+                    cc.check_block_sum_traffic: cc.check_block_sum,
+                    cc.check_histogram_traffic: cc.check_histogram}[check]
+    kernel_check(kernel, **config)  # the answer itself is right ...
+    with pytest.raises(AssertionError) as info:  # ... its global-memory traffic is not
+        check(kernel, **config)
+    text = str(info.value)
+    assert message in text and "in global memory by the threads of block" in text
+    assert "Most accesses by one thread" in text
+
+
+def test_simulator_only_check_is_not_graded_on_a_gpu(monkeypatch, capsys):
+    monkeypatch.setattr(cc, "on_simulator", lambda: False)
+    ran = []
+    assert not cc.simulator_only_check("traffic (test)", 2, lambda: ran.append(1))
+    assert not ran and "simulator only" in capsys.readouterr().out
+
+
+@needs_simulator
+@pytest.mark.parametrize("which, kernel, config", [
+    ("saxpy", saxpy_ok, {"threads": 4}),
+    ("blur", blur_ok, {"block": (4, 4)}),
+    ("matmul", matmul_ok, {"tile": TILE}),
+    ("block_sum", block_sum_ok, {"threads": THREADS}),
+    ("histogram", histogram_ok, {"threads": THREADS, "nbins": NBINS}),
+])
+def test_access_picture_of_every_lab_kernel(which, kernel, config):
+    import matplotlib.pyplot as plt
+
+    fig = cc.access_picture(kernel, which, **config)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert any("written by" in t for t in titles) and any("read it" in t for t in titles)
+    plt.close(fig)
