@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         lab3 = lab_namespace("lab3_reduction_histogram.ipynb")
     from course_utils.checks import cuda as cc
 
-    cfg2, cfg3 = lab2["cfg"], lab3["cfg"]
+    cfg2 = lab2["cfg"]
     cases = {
         "lab 2 saxpy": lambda: cc.check_saxpy(lab2["saxpy_grid_stride"],
                                               threads=cfg2["threads"]),

@@ -2,10 +2,11 @@
 
 19 broken kernels (races within and across blocks, write-write and read-write, a race that
 only exists with more than one block, divergent barriers, uninitialised shared reads,
-out-of-bounds indices, one array passed as two arguments) must each be reported with the right kind of problem on the right
-array; 15 clean kernels (atomics, reductions with their barriers, grid-stride loops, a
-tiled matmul, a padded transpose, ...) must report nothing. Every kernel of course_utils
-must come out clean too (tests/unit/test_sanitizer_course.py).
+out-of-bounds indices, one array passed as two arguments) must each be reported with the
+right kind of problem on the right array; 15 clean kernels (atomics, reductions with
+their barriers, grid-stride loops, a tiled matmul, a padded transpose, ...) must report
+nothing. Every kernel of course_utils must come out clean too
+(tests/unit/test_sanitizer_course.py).
 
 The checker watches the simulator; on a real GPU compute-sanitizer does this job instead.
 """
