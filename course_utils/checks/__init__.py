@@ -6,12 +6,26 @@ Each check raises ``AssertionError`` with a message that says exactly what diffe
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from .scoring import CHECK_MIME, RESULTS, CheckResult, check, summary
 
-__all__ = ["CHECK_MIME", "RESULTS", "CheckResult", "assert_close", "check",
-           "numerical_gradient", "summary"]
+__all__ = ["CHECK_MIME", "GRADE_SEED_VAR", "RESULTS", "CheckResult", "assert_close", "check",
+           "check_seed", "numerical_gradient", "summary"]
+
+GRADE_SEED_VAR = "HPDL_GRADE_SEED"
+_GRADE_SEED = os.environ.get(GRADE_SEED_VAR)  # read once, before any answer cell runs
+
+
+def check_seed(seed: int) -> int:
+    """The seed a check draws its inputs from: its own fixed ``seed`` in a lab notebook,
+    mixed with the grader's per-run seed under ``hpdl grade`` (``HPDL_GRADE_SEED``), so
+    that an answer which hard-codes the outputs of the published inputs fails."""
+    if not _GRADE_SEED:
+        return int(seed)
+    return int(np.random.SeedSequence([int(_GRADE_SEED), int(seed)]).generate_state(1)[0])
 
 
 def assert_close(name: str, got, expected, *, rtol: float = 1e-5, atol: float = 1e-7) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..data import train_test_split, two_spirals
-from . import assert_close, numerical_gradient
+from . import assert_close, check_seed, numerical_gradient
 
 # (batch, n_in, n_out): odd, unequal sizes, so a transposed or mis-summed array cannot
 # have the right shape by accident.
@@ -68,7 +68,7 @@ def cross_entropy_grad_reference(logits: np.ndarray, y: np.ndarray) -> np.ndarra
 
 # --------------------------------------------------------------------------- helpers
 def _rng(seed: int) -> np.random.Generator:
-    return np.random.default_rng(seed)
+    return np.random.default_rng(check_seed(seed))
 
 
 def _away_from_zero(x: np.ndarray, margin: float = 0.05) -> np.ndarray:

@@ -47,7 +47,7 @@ import numpy as np
 from ..cudasim import on_simulator
 from ..errors import UsageError, check_positive
 from ..gpu.launch import blocks_for, check_block, grid_1d, grid_2d
-from . import assert_close, scoring
+from . import assert_close, check_seed, scoring
 
 # Extra elements past the end of each axis of every checked array: a whole block (at most
 # 1024 threads) past the end, plus a few, so that a missing bounds guard writes into them.
@@ -357,7 +357,7 @@ def check_saxpy(saxpy_grid_stride: Any, *, threads: int, seed: int = 201) -> Non
     element, with any number of blocks, also in place (``out`` is ``y``)."""
     kernel = _require_kernel(saxpy_grid_stride, "saxpy_grid_stride")
     (threads,) = check_block(threads, name="THREADS")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed(seed))
     a = np.float32(1.5)
     for n, blocks, in_place in saxpy_cases(threads):
         x = _quarters(rng, n, denominator=8.0)
@@ -439,7 +439,7 @@ def check_blur(blur: Any, *, block: Sequence[int], seed: int = 202) -> None:
     2-D) into ``out`` on odd shapes; the grid comes from ``launch.grid_2d``."""
     kernel = _require_kernel(blur, "blur")
     block = check_block(tuple(block), name="(BLOCK_X, BLOCK_Y)")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed(seed))
     for shape in BLUR_SHAPES:
         img = rng.random(shape, dtype=np.float32)
         grid, threads = grid_2d(shape, block)
@@ -495,7 +495,7 @@ def check_matmul_tiled(matmul_tiled: Any, *, tile: int, seed: int = 203) -> None
     """``matmul_tiled[grid, (TILE, TILE)](A, B, C)`` computes ``C = A @ B`` through
     shared-memory tiles, on odd shapes (K above and below TILE)."""
     kernel = _require_kernel(matmul_tiled, "matmul_tiled", needs=("shared", "syncthreads"))
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed(seed))
     for m, k, n in MATMUL_SHAPES:
         A = _quarters(rng, (m, k), high=4)
         B = _quarters(rng, (k, n), high=4)
@@ -539,7 +539,7 @@ def check_matmul_speed(matmul_tiled: Any, matmul_naive: Any, *, tile: int, n: in
 
     kernel = _require_kernel(matmul_tiled, "matmul_tiled", needs=("shared", "syncthreads"))
     cuda = _cuda()
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed(seed))
     A = rng.standard_normal((n, n), dtype=np.float32)
     B = rng.standard_normal((n, n), dtype=np.float32)
     d_A, d_B = cuda.to_device(A), cuda.to_device(B)
@@ -588,9 +588,9 @@ def gpu_only_check(name: str, points: float, run: Callable[[], Any]) -> bool:
     simulator's total without it, a GPU's with it. Returns whether it was graded.
     """
     if on_simulator():
-        print(f"[not graded on the CUDA simulator] {name}: simulated kernels run each CUDA "
-              "thread as a Python thread, so their times mean nothing; this check (and its "
-              f"{points:g} points) exists only on a GPU.")
+        scoring.skipped(name, points, "not graded on the CUDA simulator: simulated kernels "
+                        "run each CUDA thread as a Python thread, so their times mean "
+                        "nothing; this check exists only on a GPU.")
         return False
     with scoring.check(name, points=points):
         run()
@@ -626,7 +626,7 @@ def check_block_sum(block_sum: Any, *, threads: int, seed: int = 301) -> None:
     shares of ``x`` to ``partial[b]``, through a tree in shared memory."""
     kernel = _require_kernel(block_sum, "block_sum", needs=("shared", "syncthreads"))
     threads = check_power_of_two("THREADS", threads)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed(seed))
     for n, blocks in reduce_cases(threads):
         x = _quarters(rng, n)
         where = f"block_sum on n={n} with {_config(blocks, threads)}"
@@ -677,7 +677,7 @@ def check_reduce_sum(reduce_sum: Callable[[Any, int], Any], *, threads: int,
         raise NotImplementedError("reduce_sum launches block_sum, which still raises "
                                   "NotImplementedError")
     threads = check_power_of_two("THREADS", threads)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed(seed))
     for n, blocks in reduce_cases(threads):
         x = _quarters(rng, n)
         where = f"reduce_sum(x, blocks={blocks}) on n={n}"
@@ -739,7 +739,7 @@ def check_histogram(histogram_shared: Any, *, threads: int, nbins: int,
                              needs=("shared", "syncthreads", "atomic"))
     (threads,) = check_block(threads, name="THREADS")
     nbins = _int("NBINS", nbins)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed(seed))
     for values, blocks in histogram_cases(nbins, rng):
         data = values.astype(np.int32)
         where, log, got = _run_histogram(kernel, data, blocks, threads, nbins)
@@ -800,9 +800,10 @@ def simulator_only_check(name: str, points: float, run: Callable[[], Any]) -> bo
     GPU nothing is graded and one line says why (there the speed checks measure the same
     thing). Returns whether it was graded. The mirror of ``gpu_only_check``."""
     if not on_simulator():
-        print(f"[graded on the CUDA simulator only] {name}: it counts every global-memory "
-              "access of the kernel, which only the simulator records; on this GPU the "
-              "speed check measures what the counts predict.")
+        scoring.skipped(name, points, "graded on the CUDA simulator only: it counts every "
+                        "global-memory access of the kernel, which only the simulator "
+                        "records; on this GPU the speed check measures what the counts "
+                        "predict.")
         return False
     with scoring.check(name, points=points):
         run()
@@ -833,7 +834,7 @@ def check_matmul_traffic(matmul_tiled: Any, *, tile: int, seed: int = 204) -> No
     of C is written once. Counted on the simulator, on a 2 x 2 grid of tiles, 3 tiles deep."""
     kernel = _require_kernel(matmul_tiled, "matmul_tiled", needs=("shared", "syncthreads"))
     m, k, n = tile + 3, 2 * tile + 1, tile + 2
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed(seed))
     A, B = _quarters(rng, (m, k), high=4), _quarters(rng, (k, n), high=4)
     grid, threads = matmul_grid(m, n, tile)
     where = f"matmul_tiled on ({m} x {k}) @ ({k} x {n}) with TILE={tile}"
@@ -857,7 +858,7 @@ def check_block_sum_traffic(block_sum: Any, *, threads: int, seed: int = 304) ->
     kernel = _require_kernel(block_sum, "block_sum", needs=("shared", "syncthreads"))
     threads = check_power_of_two("THREADS", threads)
     n, blocks = 3 * 2 * threads + 5, 2
-    x = _quarters(np.random.default_rng(seed), n)
+    x = _quarters(np.random.default_rng(check_seed(seed)), n)
     where = f"block_sum on n={n} with {_config(blocks, threads)}"
     (d_x,) = _inputs(x)
     partial = _output((blocks,))
@@ -881,7 +882,7 @@ def check_histogram_traffic(histogram_shared: Any, *, threads: int, nbins: int,
                              needs=("shared", "syncthreads", "atomic"))
     (threads,) = check_block(threads, name="THREADS")
     nbins = _int("NBINS", nbins)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed(seed))
     data = np.concatenate([np.zeros(threads, int), rng.integers(0, nbins, 2 * nbins + 3)])
     data = rng.permutation(data).astype(np.int32)
     where, log, got = _run_histogram(kernel, data, 2, threads, nbins)

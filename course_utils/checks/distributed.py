@@ -54,6 +54,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from course_utils.checks import check_seed
 from course_utils.errors import UsageError, check_positive
 from course_utils.paths import build_path
 from course_utils.training import dist
@@ -146,7 +147,8 @@ def settings(cfg: dict[str, Any], seed: int = 0) -> Settings:
         dp_world_sizes=_int_tuple("dp_world_sizes", cfg["dp_world_sizes"], 2, MAX_WORLD_SIZE),
         dp_steps=_positive_int("dp_steps", cfg["dp_steps"]),
         dp_batch=_positive_int("dp_batch", cfg["dp_batch"]),
-        dp_lr=float(cfg["dp_lr"]), seed=int(seed), timeout=float(cfg["timeout"]),
+        dp_lr=float(cfg["dp_lr"]), seed=check_seed(seed) % 2**31,
+        timeout=float(cfg["timeout"]),
         group_timeout=float(cfg["group_timeout"]))
 
 

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from .. import paths
-from ..errors import CourseError
+from ..errors import CourseError, UsageError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -51,12 +51,25 @@ def _build_parser() -> argparse.ArgumentParser:
     p_student.add_argument("--check", action="store_true",
                            help="write nothing; exit 1 if a committed student lab is stale")
 
-    p_grade = sub.add_parser("grade", help="execute a lab submission and score its checks")
-    p_grade.add_argument("submission", help="the student's .ipynb")
+    p_grade = sub.add_parser(
+        "grade", help="grade lab submissions against their masters (a class at once)",
+        description="Each submission's answers run inside its lab's master (its checks, "
+                    "points and given code), with check inputs from a seed drawn per run. "
+                    "With several submissions (files or folders) a gradebook is written.")
+    p_grade.add_argument("submissions", nargs="+", metavar="SUBMISSION",
+                         help="student .ipynb files, or folders of them")
     p_grade.add_argument("--json", action="store_true", help="print JSON")
-    p_grade.add_argument("--timeout", type=float, default=600, help="seconds (default 600)")
+    p_grade.add_argument("--timeout", type=float, default=600,
+                         help="seconds per submission (default 600)")
     p_grade.add_argument("--profile", default="quick", choices=("quick", "full"),
                          help="sizes the checks use (default quick)")
+    p_grade.add_argument("--cell-timeout", type=float, default=180,
+                         help="seconds one cell may run before it counts as hung (default 180)")
+    p_grade.add_argument("--seed", type=int, default=None,
+                         help="the checks' input seed (default: a fresh one per run)")
+    p_grade.add_argument("--out", default=None,
+                         help="folder for gradebook.json and gradebook-<lab>.csv "
+                              "(default build/grades when several submissions are given)")
 
     p_compare = sub.add_parser(
         "compare", help="compare a run's results.json with reference results",
@@ -136,11 +149,33 @@ def _cmd_student(args: argparse.Namespace) -> int:
 
 
 def _cmd_grade(args: argparse.Namespace) -> int:
-    from .grading import grade
+    from .grading import GradeReport, grade, grade_many, submissions_in, write_gradebook
 
-    report = grade(Path(args.submission), timeout=args.timeout, profile=args.profile)
-    print(json.dumps(report.to_dict(), indent=2) if args.json else report.table())
-    return 0
+    for flag, value in (("--timeout", args.timeout), ("--cell-timeout", args.cell_timeout)):
+        if value <= 0:
+            raise UsageError(f"{flag} {value}: must be a positive number of seconds")
+    found = submissions_in(args.submissions)
+    if len(found) == 1 and args.out is None:
+        report = grade(found[0], timeout=args.timeout, profile=args.profile, seed=args.seed,
+                       cell_timeout=args.cell_timeout)
+        print(json.dumps(report.to_dict(), indent=2) if args.json else report.table())
+        return 0
+
+    def progress(result):
+        if not args.json:
+            print(result.table() + "\n" if isinstance(result, GradeReport)
+                  else f"{result['notebook']}: not graded: {result['error']}\n", flush=True)
+
+    results = grade_many(found, timeout=args.timeout, profile=args.profile, seed=args.seed,
+                         cell_timeout=args.cell_timeout, progress=progress)
+    written = write_gradebook(results, Path(args.out) if args.out else
+                              paths.BUILD_DIR / "grades")
+    if args.json:
+        print(json.dumps([r.to_dict() if isinstance(r, GradeReport) else r for r in results],
+                         indent=2))
+    else:
+        print("gradebook: " + ", ".join(str(p) for p in written))
+    return 1 if any(not isinstance(r, GradeReport) for r in results) else 0
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:

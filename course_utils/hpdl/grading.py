@@ -22,6 +22,7 @@ import ast
 import copy
 import json
 import os
+import secrets
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -30,39 +31,22 @@ from typing import Any
 
 import nbformat
 
-from ..checks.scoring import CHECK_MIME, CheckResult
-from ..errors import CourseError, UsageError
+from .. import paths
+from ..checks import GRADE_SEED_VAR
+from ..checks.scoring import CHECK_MIME, SKIPPED_MIME, CheckResult
+from ..errors import UsageError
+from .answers import (  # noqa: F401 - BEGIN, END, PLACEHOLDER: the markers' API
+    BEGIN,
+    END,
+    PLACEHOLDER,
+    Answers,
+    identify_lab,
+    raising,
+    strip_solutions,
+    take_answers,
+)
 from .colab import retarget_badge
 from .execution import KERNEL_ARGUMENTS, kernel_manager_logging_to
-
-BEGIN = "### BEGIN SOLUTION"
-END = "### END SOLUTION"
-PLACEHOLDER = 'raise NotImplementedError("Lab answer: write your code here")'
-
-
-# --------------------------------------------------------------------------- generation
-def strip_solutions(source: str, where: str = "cell") -> str:
-    """Replace every BEGIN/END SOLUTION block of ``source`` by a NotImplementedError."""
-    out: list[str] = []
-    inside = False
-    for number, line in enumerate(source.splitlines(), start=1):
-        stripped = line.strip()
-        if stripped.startswith(BEGIN):
-            if inside:
-                raise CourseError(f"{where}, line {number}: {BEGIN} inside another solution")
-            inside = True
-            indent = line[: len(line) - len(line.lstrip())]
-            out.append(f"{indent}# YOUR CODE HERE")
-            out.append(f"{indent}{PLACEHOLDER}")
-        elif stripped.startswith(END):
-            if not inside:
-                raise CourseError(f"{where}, line {number}: {END} without {BEGIN}")
-            inside = False
-        elif not inside:
-            out.append(line)
-    if inside:
-        raise CourseError(f"{where}: {BEGIN} is never closed by {END}")
-    return "\n".join(out)
 
 
 def student_notebook(master: nbformat.NotebookNode, name: str = "master"):
@@ -102,61 +86,83 @@ def student_is_current(master_path: Path, student_path: Path) -> bool:
 # --------------------------------------------------------------------------- grading
 @dataclass
 class GradeReport:
-    """The score of one submission (``hpdl grade --json`` prints ``asdict`` of it)."""
+    """The score of one submission (``hpdl grade --json`` prints ``to_dict()``)."""
 
     notebook: str
     score: float
     max_score: float
     checks: list[CheckResult] = field(default_factory=list)
     seconds: float = 0.0
-    errors: list[str] = field(default_factory=list)  # "cell N: Name: message", every cell
+    errors: list[str] = field(default_factory=list)  # "cell N: Name: message"
+    lab: str = ""                                    # the master graded against
+    seed: int | None = None                          # the checks' inputs came from it
+    notes: list[str] = field(default_factory=list)   # answers not usable, tampering undone
+    not_graded: list[str] = field(default_factory=list)  # checks this machine cannot grade
 
     def to_dict(self) -> dict[str, Any]:
-        return {"notebook": self.notebook, "score": self.score, "max_score": self.max_score,
+        return {"notebook": self.notebook, "lab": self.lab, "seed": self.seed,
+                "score": self.score, "max_score": self.max_score,
                 "checks": [asdict(c) for c in self.checks], "seconds": round(self.seconds, 2),
-                "errors": list(self.errors)}
+                "errors": list(self.errors), "notes": list(self.notes),
+                "not_graded": list(self.not_graded)}
 
     def table(self) -> str:
         width = max([len(c.name) for c in self.checks] + [5])
-        lines = [f"{self.notebook}: {self.score:g} / {self.max_score:g} points", ""]
+        lines = [f"{self.notebook}: {self.score:g} / {self.max_score:g} points"
+                 + (f" ({self.lab}, seed {self.seed})" if self.lab else ""), ""]
         lines.append(f"  {'check':<{width}}  points   result")
         for c in self.checks:
             pts = f"{c.points:g}/{c.max_points:g}"
             lines.append(f"  {c.name:<{width}}  {pts:<7}  "
                          f"{'ok' if c.passed else c.message}")
+        lines += [f"  not graded on this machine: {name}" for name in self.not_graded]
+        lines += [f"  note: {note}" for note in self.notes]
         return "\n".join(lines)
 
 
-def declared_checks(nb: nbformat.NotebookNode) -> list[tuple[str, float]]:
-    """The ``check("name", points=N)`` calls written in a notebook's code cells, in order."""
+CHECK_CALLS = ("check", "gpu_only_check", "simulator_only_check")
+
+
+def checks_in_cell(source: str) -> list[tuple[str, float]]:
+    """The graded checks a code cell declares: ``check("name", points=N)`` and the
+    platform checks ``gpu_only_check("name", N, ...)`` / ``simulator_only_check(...)``,
+    with literal names and points, in order."""
+    try:
+        tree = ast.parse(_python_lines(source))
+    except SyntaxError:
+        return []  # a student's broken cell; its checks live in other cells
     found: list[tuple[str, float]] = []
-    for cell in nb.cells:
-        if cell.cell_type != "code":
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
             continue
-        source = "\n".join(line for line in cell.source.splitlines()
-                           if not line.lstrip().startswith(("%", "!")))
-        try:
-            tree = ast.parse(source)
-        except SyntaxError:
-            continue  # a student's broken cell; its checks live in other cells
-        for node in ast.walk(tree):
-            if not isinstance(node, ast.Call):
-                continue
-            func = node.func
-            is_check = (isinstance(func, ast.Name) and func.id == "check") or (
-                isinstance(func, ast.Attribute) and func.attr == "check"
-                and isinstance(func.value, ast.Name)
-                and func.value.id in ("checks", "scoring", "labs"))
-            if not is_check or not node.args or not isinstance(node.args[0], ast.Constant):
-                continue
-            points: float = 1
-            if len(node.args) > 1 and isinstance(node.args[1], ast.Constant):
-                points = node.args[1].value
-            for kw in node.keywords:
-                if kw.arg == "points" and isinstance(kw.value, ast.Constant):
-                    points = kw.value.value
-            found.append((str(node.args[0].value), float(points)))
+        func = node.func
+        if isinstance(func, ast.Name):
+            is_check = func.id in CHECK_CALLS
+        else:  # checks.check(...), cuda_checks.gpu_only_check(...); not any .check()
+            is_check = isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) \
+                and (func.attr in CHECK_CALLS[1:] or func.attr == "check"
+                     and func.value.id in ("checks", "scoring", "labs"))
+        if not is_check or not node.args or not isinstance(node.args[0], ast.Constant):
+            continue
+        points: float = 1
+        if len(node.args) > 1 and isinstance(node.args[1], ast.Constant):
+            points = node.args[1].value
+        for kw in node.keywords:
+            if kw.arg == "points" and isinstance(kw.value, ast.Constant):
+                points = kw.value.value
+        found.append((str(node.args[0].value), float(points)))
     return found
+
+
+def _python_lines(source: str) -> str:
+    return "\n".join("" if line.lstrip().startswith(("%", "!")) else line
+                     for line in source.splitlines())
+
+
+def declared_checks(nb: nbformat.NotebookNode) -> list[tuple[str, float]]:
+    """Every graded check a notebook declares (``checks_in_cell`` of each code cell)."""
+    return [found for cell in nb.cells if cell.cell_type == "code"
+            for found in checks_in_cell(cell.source)]
 
 
 def _read_notebook(path: Path) -> nbformat.NotebookNode:
@@ -173,62 +179,278 @@ def _read_notebook(path: Path) -> nbformat.NotebookNode:
         raise UsageError(f"{path}: not a readable Jupyter notebook ({exc})") from exc
 
 
-def grade(path: Path, *, timeout: float = 600, profile: str = "quick") -> GradeReport:
-    """Execute a submission (errors allowed) and score its graded checks.
+# --------------------------------------------------------------------------- the graded run
+GUARD_MIME = "application/vnd.hpdl.guard+json"
+CELL_TIMEOUT = 180.0  # seconds one cell may run (lab 4's checks take ~40 s on 2 cores)
 
-    Runs in a scratch folder with ``HPDL_PROFILE=profile``; a check that never ran (its
-    cell was not reached) scores 0 with that reason.
-    """
+
+@dataclass
+class _Role:
+    kind: str                 # setup, guard, answer, check, after, given, markdown
+    master_index: int | None = None
+    checks: list[tuple[str, float]] = field(default_factory=list)
+
+
+def graded_notebook(master: Any, answers: Answers, nonce: str) -> tuple[Any, list[_Role]]:
+    """The master with the submission's answers in, a guard snapshot after the setup cell,
+    a restore before and a verification after every check cell."""
+    from nbformat.v4 import new_code_cell
+
+    guard = f"_hpdl_guard_{nonce}"
+    nb = copy.deepcopy(master)
+    code_seen = 0
+    cells, roles = [], []
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            cells.append(cell)
+            roles.append(_Role("markdown", index))
+            continue
+        cell.outputs, cell.execution_count = [], None
+        code_seen += 1
+        declared = checks_in_cell(cell.source)
+        if index in answers.cells:
+            cell.source = answers.cells[index].source
+            roles.append(_Role("answer", index))
+            cells.append(cell)
+        elif declared:
+            cells.append(new_code_cell(
+                f"{guard}.restore_and_report({GUARD_MIME!r}, {index})"))
+            roles.append(_Role("guard", index))
+            cells.append(cell)
+            roles.append(_Role("check", index, declared))
+            cells.append(new_code_cell(
+                f"{guard}.verify({declared!r}, {CHECK_MIME!r})"))
+            roles.append(_Role("after", index, declared))
+        else:
+            cells.append(cell)
+            roles.append(_Role("setup" if code_seen == 2 else "given", index))
+        if code_seen == 2 and roles[-1].kind == "setup":  # the master's setup cell
+            cells.append(new_code_cell(
+                "from course_utils.hpdl.guard import Guard as _HpdlGuard\n"
+                f"{guard} = _HpdlGuard(globals())\ndel _HpdlGuard"))
+            roles.append(_Role("guard", index))
+    nb.cells = cells
+    return nb, roles
+
+
+def _execute(nb: Any, roles: list[_Role], answers: Answers, master: Any, *, deadline: float,
+             cell_timeout: float, scratch: str, notes: list[str],
+             failed: dict[str, str]) -> str:
+    """Run the graded notebook cell by cell. A cell that hangs past the time left or kills
+    the kernel is taken out (an answer: replaced by a raise that says so; a check: its
+    checks score 0) and the notebook runs again from the top in a fresh kernel. Returns
+    why the run stopped early ("" if it did not)."""
     from nbclient import NotebookClient
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
+    for _attempt in range(len(nb.cells) + 1):
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                cell.outputs, cell.execution_count = [], None
+        client = NotebookClient(
+            nb, kernel_name="python3", allow_errors=True,
+            timeout_func=lambda cell: max(1.0, min(cell_timeout,
+                                                   deadline - time.perf_counter())),
+            resources={"metadata": {"path": scratch}}, extra_arguments=KERNEL_ARGUMENTS,
+            kernel_manager_class=kernel_manager_logging_to(Path(scratch) / "kernel.log"))
+        broke: tuple[int, str] | None = None
+        try:
+            with client.setup_kernel():
+                for index, cell in enumerate(nb.cells):
+                    if cell.cell_type != "code":
+                        continue
+                    if time.perf_counter() >= deadline:
+                        return "the submission ran past its time limit"
+                    try:
+                        client.execute_cell(cell, index)
+                    except CellTimeoutError:
+                        broke = (index, f"ran past the {cell_timeout:g} s limit of a cell "
+                                 "(an endless loop? a deadlock?)")
+                        break
+                    except DeadKernelError:
+                        broke = (index, "killed the Python kernel (a crash, os._exit, or "
+                                 "out of memory)")
+                        break
+        except DeadKernelError:
+            pass  # the kernel was already dead when it was shut down
+        except RuntimeError as exc:  # the kernel could not start or be shut down
+            if broke is None:
+                return f"the kernel failed: {exc}"
+        if broke is None:
+            return ""
+        index, what = broke
+        role = roles[index]
+        if time.perf_counter() >= deadline:
+            return f"the submission ran past its time limit (cell {role.master_index} {what})"
+        if role.kind == "answer":
+            reason = f"your answer in cell {role.master_index} {what}"
+            notes.append(reason)
+            nb.cells[index].source = raising(master.cells[role.master_index].source, reason)
+        elif role.kind == "check":
+            for name, _points in role.checks:
+                failed[name] = f"this check {what}: the answer it runs hangs or crashes"
+            nb.cells[index].source = "pass  # taken out by the grader: it " + what
+        else:
+            notes.append(f"cell {role.master_index} (given code) {what}; taken out")
+            nb.cells[index].source = "pass  # taken out by the grader: it " + what
+    return "the submission kept crashing the kernel"  # pragma: no cover
 
+
+def _collect(nb: Any, roles: list[_Role], failed: dict[str, str], stopped: str,
+             notes: list[str]) -> tuple[list[CheckResult], list[str]]:
+    """The result of every check the master declares: from its own cell's outputs only
+    (the last one for each name), overridden by the verification after it."""
+    results: list[CheckResult] = []
+    not_graded: list[str] = []
+    for index, role in enumerate(roles):
+        outputs = nb.cells[index].get("outputs", []) or []
+        if role.kind == "guard":
+            for out in outputs:
+                changes = (out.get("data") or {}).get(GUARD_MIME)
+                if changes:
+                    notes.append(f"before the check in cell {role.master_index}, undone: "
+                                 + "; ".join(changes[:5]))
+        if role.kind != "check":
+            continue
+        emitted: dict[str, CheckResult] = {}
+        skipped: set[str] = set()
+        for out in outputs + (nb.cells[index + 1].get("outputs", []) or []):
+            data = out.get("data") or {}
+            if CHECK_MIME in data:
+                emitted[data[CHECK_MIME].get("name")] = data[CHECK_MIME]
+            if SKIPPED_MIME in data:
+                skipped.add(data[SKIPPED_MIME].get("name"))
+        for name, points in role.checks:
+            if name in failed:
+                results.append(CheckResult(name, 0, points, False, failed[name]))
+            elif name in skipped and name not in emitted:
+                not_graded.append(name)
+            elif name in emitted:
+                got = emitted[name]
+                passed = bool(got.get("passed"))
+                results.append(CheckResult(name, points if passed else 0, points, passed,
+                                           str(got.get("message", ""))))
+            else:
+                results.append(CheckResult(
+                    name, 0, points, False,
+                    stopped or "did not run (its cell failed before the check: see errors)"))
+    return results, not_graded
+
+
+def grade(path: Path, *, timeout: float = 600, profile: str = "quick",
+          seed: int | None = None, solutions_dir: Path | None = None,
+          cell_timeout: float = CELL_TIMEOUT) -> GradeReport:
+    """Grade one submission against its lab's master (see ``course_utils.hpdl.answers``).
+
+    The answers run inside the master, in a scratch folder, with ``HPDL_PROFILE=profile``
+    and the checks' inputs drawn from ``seed`` (a fresh random one per run by default; it
+    is in the report). A cell may run ``cell_timeout`` seconds, the whole submission
+    ``timeout``. Raises UsageError for a file that is not a notebook of a lab.
+    """
     path = Path(path)
-    nb = _read_notebook(path)
-    declared = declared_checks(nb)
+    submission = _read_notebook(path)
+    lab, master = identify_lab(submission, Path(solutions_dir or paths.SOLUTIONS_DIR))
+    answers = take_answers(master, lab, submission)
+    seed = secrets.randbelow(2**31) if seed is None else int(seed)
+    nb, roles = graded_notebook(master, answers, secrets.token_hex(4))
+    notes = list(answers.problems)
+    failed: dict[str, str] = {}
     start = time.perf_counter()
-    deadline = start + timeout
-    saved = os.environ.get("HPDL_PROFILE")
-    os.environ["HPDL_PROFILE"] = profile
-    note = ""
+    env = {"HPDL_PROFILE": profile, GRADE_SEED_VAR: str(seed)}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     try:
         with tempfile.TemporaryDirectory(prefix="hpdl-grade-") as scratch:
-            client = NotebookClient(
-                nb, kernel_name="python3", allow_errors=True,
-                timeout_func=lambda cell: max(1.0, deadline - time.perf_counter()),
-                resources={"metadata": {"path": scratch}},
-                extra_arguments=KERNEL_ARGUMENTS,
-                kernel_manager_class=kernel_manager_logging_to(Path(scratch) / "kernel.log"),
-            )
-            try:
-                client.execute()
-            except CellTimeoutError:
-                note = f"stopped: the notebook ran past the {timeout:g} s limit"
-            except DeadKernelError:
-                note = "stopped: the kernel died (out of memory or a crash)"
+            stopped = _execute(nb, roles, answers, master, deadline=start + timeout,
+                               cell_timeout=cell_timeout, scratch=scratch, notes=notes,
+                               failed=failed)
     finally:
-        if saved is None:
-            os.environ.pop("HPDL_PROFILE", None)
-        else:
-            os.environ["HPDL_PROFILE"] = saved
-    errors = [f"cell {i}: {out.get('ename')}: {out.get('evalue')}"
-              for i, cell in enumerate(nb.cells) for out in cell.get("outputs", []) or []
-              if out.get("output_type") == "error"]
-    emitted: dict[str, CheckResult] = {}
-    for cell in nb.cells:
-        for output in cell.get("outputs", []) or []:
-            data = output.get("data") or {}
-            if CHECK_MIME in data:
-                result = CheckResult(**data[CHECK_MIME])
-                emitted[result.name] = result
-    checks: list[CheckResult] = []
-    for name, points in declared:
-        if name in emitted:
-            checks.append(emitted.pop(name))
-        else:
-            checks.append(CheckResult(name, 0, points, False,
-                                      note or "did not run (an earlier cell failed?)"))
-    checks.extend(emitted.values())
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    if stopped:
+        notes.append(stopped)
+    checks, not_graded = _collect(nb, roles, failed, stopped, notes)
+    errors = [f"cell {roles[i].master_index}: {out.get('ename')}: {out.get('evalue')}"
+              for i, cell in enumerate(nb.cells) if roles[i].kind in ("answer", "given", "setup")
+              for out in cell.get("outputs", []) or [] if out.get("output_type") == "error"]
     return GradeReport(notebook=str(path), score=sum(c.points for c in checks),
                        max_score=sum(c.max_points for c in checks), checks=checks,
-                       seconds=time.perf_counter() - start, errors=errors)
+                       seconds=time.perf_counter() - start, errors=errors, lab=lab,
+                       seed=seed, notes=notes, not_graded=not_graded)
+
+
+# --------------------------------------------------------------------------- a class at once
+def submissions_in(targets: list[str | Path]) -> list[Path]:
+    """The notebooks named by ``targets`` (files, or folders searched recursively)."""
+    found: list[Path] = []
+    for target in targets:
+        target = Path(target)
+        if target.is_dir():
+            notebooks = sorted(p for p in target.rglob("*.ipynb")
+                               if ".ipynb_checkpoints" not in p.parts)
+            if not notebooks:
+                raise UsageError(f"{target}: folder holds no .ipynb notebooks")
+            found += notebooks
+        elif not target.exists():
+            raise UsageError(f"{target}: no such file or folder")
+        else:
+            found.append(target)
+    return found
+
+
+def grade_many(targets: list[str | Path], *, timeout: float = 600, profile: str = "quick",
+               seed: int | None = None, solutions_dir: Path | None = None,
+               cell_timeout: float = CELL_TIMEOUT,
+               progress: Any = None) -> list[GradeReport | dict[str, str]]:
+    """Grade every submission; one that cannot be graded (not a notebook, another lab)
+    is an entry ``{"notebook", "error"}`` and the others still run."""
+    out: list[GradeReport | dict[str, str]] = []
+    for path in submissions_in(targets):
+        try:
+            report = grade(path, timeout=timeout, profile=profile, seed=seed,
+                           solutions_dir=solutions_dir, cell_timeout=cell_timeout)
+        except UsageError as exc:
+            out.append({"notebook": str(path), "error": str(exc)})
+        else:
+            out.append(report)
+        if progress is not None:
+            progress(out[-1])
+    return out
+
+
+def write_gradebook(results: list[GradeReport | dict[str, str]], out_dir: Path) -> list[Path]:
+    """``gradebook.json`` (every report, in full) and one ``gradebook-<lab>.csv`` per lab:
+    a row per submission, a column per check (points) and its message."""
+    import csv
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = [r.to_dict() if isinstance(r, GradeReport) else dict(r) for r in results]
+    written = [out_dir / "gradebook.json"]
+    written[0].write_text(json.dumps({"schema": "hpdl-gradebook/1", "submissions": rows},
+                                     indent=1), encoding="utf-8")
+    by_lab: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_lab.setdefault(row.get("lab") or "not graded", []).append(row)
+    for lab, lab_rows in by_lab.items():
+        names = list(dict.fromkeys(c["name"] for r in lab_rows for c in r.get("checks", [])))
+        header = ["submission", "lab", "seed", "score", "max_score", "seconds"]
+        header += [f"{n} [points]" for n in names] + [f"{n} [message]" for n in names]
+        header += ["notes", "error"]
+        target = out_dir / f"gradebook-{Path(lab).stem}.csv"
+        with target.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(header)
+            for r in lab_rows:
+                by_name = {c["name"]: c for c in r.get("checks", [])}
+                writer.writerow(
+                    [r["notebook"], r.get("lab", ""), r.get("seed", ""), r.get("score", ""),
+                     r.get("max_score", ""), r.get("seconds", "")]
+                    + [by_name[n]["points"] if n in by_name else "" for n in names]
+                    + [by_name[n]["message"] if n in by_name else "" for n in names]
+                    + ["; ".join(r.get("notes", [])), r.get("error", "")])
+        written.append(target)
+    return written

@@ -80,3 +80,30 @@ def test_declared_checks_are_found_statically():
                 nbformat.v4.new_code_cell('grader.check("not a lab check")'),
                 nbformat.v4.new_code_cell("def broken(:\n")]
     assert grading.declared_checks(nb) == [("a", 2.0), ("b", 1.0)]
+
+
+def test_every_graded_check_of_a_master_has_a_literal_name_and_points():
+    """The grader takes checks and points from the master's source: a check whose name
+    is computed (an f-string) would be invisible to it."""
+    import ast
+
+    from tests.conftest import REPO
+
+    for master in sorted((REPO / "labs" / "solutions").glob("*.ipynb")):
+        nb = nbformat.read(master, as_version=4)
+        calls = 0
+        for cell in nb.cells:
+            if cell.cell_type != "code":
+                continue
+            source = "\n".join("" if line.lstrip().startswith(("%", "!")) else line
+                               for line in cell.source.splitlines())
+            for node in ast.walk(ast.parse(source)):
+                if isinstance(node, ast.Call):
+                    func = node.func
+                    name = getattr(func, "id", None) or getattr(func, "attr", None)
+                    if name in grading.CHECK_CALLS and (name != "check" or isinstance(
+                            func, ast.Name) or getattr(func.value, "id", "") == "checks"):
+                        calls += 1
+                        assert isinstance(node.args[0], ast.Constant), \
+                            f"{master.name}: a check with a computed name: {ast.unparse(node)}"
+        assert calls == len(grading.declared_checks(nb)) > 0, master.name
