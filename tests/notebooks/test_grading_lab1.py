@@ -19,8 +19,9 @@ import pytest
 
 from course_utils.checks import backprop
 from course_utils.errors import UsageError
-from course_utils.hpdl import answers, grading
+from course_utils.hpdl import grading
 from tests.conftest import REPO
+from tests.notebooks import submissions as sub
 
 pytestmark = pytest.mark.slow
 
@@ -32,28 +33,14 @@ CHECKS = ["Linear forward", "Linear backward (dx, dW, db)", "ReLU forward and ba
           "Two spirals: test accuracy >= 95 %"]
 
 
-def _cells(nb):
-    return {c.get("id"): c for c in nb.cells}
-
-
 def correct():
     """The student notebook with the master's answers typed in (no solution markers)."""
-    master, nb = (nbformat.read(p, as_version=4) for p in (MASTER, STUDENT))
-    by_id = _cells(master)
-    for cell in nb.cells:
-        source = by_id[cell.get("id")].source if cell.get("id") in by_id else ""
-        if answers.regions(source):
-            cell.source = answers.fill(cell.source, answers.solutions(source))
-    return nb
+    return sub.correct("lab1_backprop")
 
 
 def _answer_cell(nb, class_name):
     return next(c for c in nb.cells if c.cell_type == "code"
                 and c.source.startswith(f"class {class_name}"))
-
-
-def _check_cells(nb):
-    return [c for c in nb.cells if c.cell_type == "code" and grading.checks_in_cell(c.source)]
 
 
 def _with(nb, cell, text, *, before=True):
@@ -73,20 +60,20 @@ def wrong_relu():
 
 def mutant_check_cells_emptied():
     nb = wrong_relu()
-    for cell in _check_cells(nb):
+    for cell in sub.check_cells(nb):
         cell.source = "pass"
     return nb
 
 
 def mutant_check_cells_deleted():
     nb = wrong_relu()
-    nb.cells = [c for c in nb.cells if c not in _check_cells(nb)]
+    nb.cells = [c for c in nb.cells if c not in sub.check_cells(nb)]
     return nb
 
 
 def mutant_points_edited():
     nb = wrong_relu()
-    for cell in _check_cells(nb):
+    for cell in sub.check_cells(nb):
         cell.source = cell.source.replace("points=", "points=100 + ")
     return nb
 
