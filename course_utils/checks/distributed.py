@@ -55,7 +55,7 @@ from pathlib import Path
 from typing import Any
 
 from course_utils.checks import check_seed
-from course_utils.errors import UsageError, check_positive
+from course_utils.errors import UsageError, as_list, check_positive
 from course_utils.paths import build_path
 from course_utils.training import dist
 
@@ -67,7 +67,22 @@ DP_SIZES = (5, 7, 3)  # the data-parallel model: Linear(5, 7) - Tanh - Linear(7,
 DP_RTOL, DP_ATOL = 1e-6, 1e-9  # float64 parameters: ring vs DDP differ only by rounding
 FORBIDDEN = ("all_reduce", "reduce", "broadcast", "all_gather", "all_gather_into_tensor",
              "reduce_scatter", "reduce_scatter_tensor", "all_to_all", "all_to_all_single",
-             "gather", "scatter")
+             "gather", "scatter", "all_reduce_coalesced", "all_gather_coalesced",
+             "all_gather_object", "broadcast_object_list", "gather_object",
+             "scatter_object_list")
+# The same collectives by other doors, also switched off while the student's ring runs:
+# torch's functional collectives, their ops, the process group's methods, and the course's
+# own implementations (lesson 12's), which would answer the lab with one import.
+COLLECTIVE_WORDS = ("all_reduce", "allreduce", "all_gather", "allgather", "reduce_scatter",
+                    "all_to_all", "alltoall", "broadcast", "permute_tensor")
+PROCESS_GROUP_METHODS = ("allreduce", "allreduce_coalesced", "allgather", "allgather_coalesced",
+                         "allgather_into_tensor_coalesced", "all_gather_single",
+                         "all_gather_single_coalesced", "alltoall", "alltoall_base",
+                         "all_to_all_single", "broadcast", "gather", "reduce", "reduce_scatter",
+                         "reduce_scatter_single", "reduce_scatter_single_coalesced",
+                         "reduce_scatter_tensor_coalesced", "scatter")
+COURSE_COLLECTIVES = ("naive_all_reduce", "ring_reduce_scatter", "ring_all_gather",
+                      "ring_all_reduce")
 DEADLOCK_HINT = (
     "Did you send and receive in an order that deadlocks? When every rank first waits in "
     "a blocking send or recv for a neighbour that is itself waiting, nobody moves: post "
@@ -110,15 +125,13 @@ class Settings:
 
 
 def _int_tuple(name: str, values: Any, low: int, high: int) -> tuple[int, ...]:
-    seq = [values] if isinstance(values, int) else values
-    try:
-        items = list(seq)
-    except TypeError:
-        items = None
+    """Integers from ``low`` to ``high``, given as the course's every list parameter is
+    (``2,3``, ``[2, 3]``, ``(2, 3)``, ``2 3``, a list, or one integer): errors.as_list."""
+    items = as_list(values)
     if not items or any(isinstance(v, bool) or not isinstance(v, int) or not low <= v <= high
                         for v in items):
         raise UsageError(f"{name}={values!r} is not valid; give integers from {low} to "
-                         f"{high}, e.g. ({low}, {low + 1})")
+                         f"{high}, e.g. -p {name.upper()} {low},{low + 1}")
     return tuple(int(v) for v in items)
 
 
@@ -191,6 +204,12 @@ def reference_chunk_bounds(n: int, world_size: int) -> list[tuple[int, int]]:
         bounds.append((start, stop))
         start = stop
     return bounds
+
+
+def ring_send_floor(n: int, world_size: int) -> int:
+    """The fewest elements a rank of a ring all-reduce sends: ``2 (p - 1)`` chunks of at
+    least ``floor(n / p)`` elements."""
+    return 2 * (world_size - 1) * (n // world_size)
 
 
 def ring_send_bound(n: int, world_size: int) -> int:
@@ -448,9 +467,11 @@ def _case_verdict(records: dict[int, dict], world: int, index: int, settings: Se
     if status == "not implemented":
         raise NotImplementedError("ring_all_reduce() is not implemented yet")
     if status == "forbidden":
-        return (f"{head} called torch.distributed.{case['error']['message']}: write the ring "
-                "with point-to-point messages only (dist.send/dist.recv, dist.isend/"
-                "dist.irecv or dist.batch_isend_irecv)")
+        called = case["error"]["message"]
+        called = called if "." in called else f"torch.distributed.{called}"
+        return (f"{head} called {called}: write the ring yourself, with point-to-point "
+                "messages only (dist.send/dist.recv, dist.isend/dist.irecv or "
+                "dist.batch_isend_irecv)")
     if status == "raised":
         return f"{head} raised {_error_text(case['error'])}"
     if status == "timeout":
@@ -516,7 +537,8 @@ def check_ring_all_reduce(ring_py: str | os.PathLike, world_size: int,
 
 def check_ring_traffic(ring_py: str | os.PathLike, settings: Settings = Settings(),
                        result: dict[str, Any] | None = None) -> dict[int, dict[str, Any]]:
-    """The ring sends only to one neighbour, at most ``2 (p - 1) ceil(n / p)`` elements.
+    """The ring sends only to its right neighbour, at least ``2 (p - 1) floor(n / p)`` and
+    at most ``2 (p - 1) ceil(n / p)`` elements per rank.
 
     Measured on the longest length of the ring job, for every world size on which that case
     is correct. ``result`` (a dict), when given, receives ``{world size: {"sent": [per
@@ -539,13 +561,20 @@ def check_ring_traffic(ring_py: str | os.PathLike, settings: Settings = Settings
         sent = [got[r]["sent"] for r in range(world)]
         table[world] = {"n": n, "sent": sent, "bound": ring_send_bound(n, world),
                         "ideal": 2 * (world - 1) * n / world, "naive_root": (world - 1) * n}
-        right = all(set(got[r]["dests"]) <= {(r + 1) % world} for r in range(world))
-        left = all(set(got[r]["dests"]) <= {(r - 1) % world} for r in range(world))
-        if not (right or left):
-            r = next(r for r in range(world) if set(got[r]["dests"]) - {(r + 1) % world})
+        strays = [r for r in range(world) if set(got[r]["dests"]) - {(r + 1) % world}]
+        if strays:
+            r = strays[0]
             problems.append(f"on {world} ranks, rank {r} sent to rank(s) {got[r]['dests']}: in a "
                             f"ring each rank sends only to its right neighbour (rank + 1) % "
                             f"world_size = {(r + 1) % world}")
+        least = ring_send_floor(n, world)
+        short = [r for r in range(world) if sent[r] < least]
+        if short:
+            r = short[0]
+            problems.append(
+                f"on {world} ranks, rank {r} sent only {sent[r]} elements for a tensor of {n}; "
+                f"a ring's rank sends 2 (p - 1) chunks of at least floor(n / p) elements, "
+                f"{least} in all: the sums must travel through the ring's messages")
         worst = max(range(world), key=lambda r: sent[r])
         if sent[worst] > table[world]["bound"]:
             problems.append(
@@ -775,7 +804,8 @@ class _Spy:
         self.sent = 0
         self.dests: set[int] = set()
         self.forbid = False
-        self.original = {name: getattr(c10d, name) for name in ("isend", *FORBIDDEN)}
+        self.original = {name: getattr(c10d, name) for name in ("isend", *FORBIDDEN)
+                         if hasattr(c10d, name)}
         isend = self.original["isend"]
 
         def counting_isend(tensor, *args, **kwargs):
@@ -790,10 +820,53 @@ class _Spy:
         counting_isend.__name__ = "isend"
         patched = {"isend": counting_isend}
         for name in FORBIDDEN:
-            patched[name] = self._guard(name, self.original[name])
+            if name in self.original:
+                patched[name] = self._guard(name, self.original[name])
         for name, fn in patched.items():
             setattr(c10d, name, fn)
             setattr(tdist, name, fn)
+        self._close_other_doors()
+
+    def _close_other_doors(self) -> None:
+        """Guard the functional collectives, their ops, the process group's collective
+        methods and course_utils' own collectives: torch.distributed's send/recv stay."""
+        import importlib
+
+        import torch
+
+        def collective(name: str) -> bool:
+            return any(word in name for word in COLLECTIVE_WORDS) \
+                and not name.endswith(("_backward", "_setup_context"))
+
+        fc = importlib.import_module("torch.distributed._functional_collectives")
+        for name in dir(fc):
+            if collective(name) and not name.startswith("_") and callable(getattr(fc, name)):
+                setattr(fc, name, self._guard(f"_functional_collectives.{name}",
+                                              getattr(fc, name)))
+        for space in ("_c10d_functional", "c10d_functional", "_c10d_functional_autograd"):
+            ops = getattr(torch.ops, space, None)
+            for name in ("all_reduce", "all_reduce_", "all_reduce_coalesced",
+                         "all_reduce_coalesced_", "all_gather_into_tensor",
+                         "all_gather_into_tensor_coalesced", "all_gather_into_tensor_out",
+                         "reduce_scatter_tensor", "reduce_scatter_tensor_coalesced",
+                         "all_to_all_single", "broadcast", "broadcast_"):
+                try:
+                    op = getattr(ops, name) if ops is not None else None
+                except (AttributeError, RuntimeError):
+                    op = None
+                if op is not None:
+                    setattr(ops, name, self._guard(f"torch.ops.{space}.{name}", op))
+        group = torch._C._distributed_c10d.ProcessGroup
+        for name in PROCESS_GROUP_METHODS:
+            if hasattr(group, name):
+                setattr(group, name, self._guard(f"ProcessGroup.{name}",
+                                                 getattr(group, name)))
+        from course_utils.training import collectives
+
+        for name in COURSE_COLLECTIVES:
+            setattr(collectives, name, self._guard(
+                f"course_utils.training.collectives.{name} (the course's own, not yours)",
+                getattr(collectives, name)))
 
     def _guard(self, name: str, fn: Callable) -> Callable:
         def guarded(*args, **kwargs):

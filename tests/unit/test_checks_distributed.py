@@ -151,7 +151,7 @@ def test_settings_from_both_profiles():
 @pytest.mark.parametrize("knob, value, fragment", [
     ("world_sizes", (1, 2), "world_sizes=(1, 2) is not valid; give integers from 2 to 8"),
     ("world_sizes", (2, 16), "world_sizes"), ("world_sizes", [], "world_sizes"),
-    ("lengths", (0,), "lengths=(0,) is not valid"), ("dp_world_sizes", "2", "dp_world_sizes"),
+    ("lengths", (0,), "lengths=(0,) is not valid"), ("dp_world_sizes", "2,x", "dp_world_sizes"),
     ("dp_steps", 0, "dp_steps=0 is not valid; it must be an integer >= 1"),
     ("dp_batch", 2.5, "dp_batch"), ("dp_lr", -0.1, "dp_lr=-0.1 is not valid"),
     ("timeout", "long", "timeout='long' is not valid"),
@@ -529,3 +529,71 @@ def test_summed_gradients_fail_both_dp_checks(tmp_path):
     with pytest.raises(AssertionError, match=r"differ from DDP's.*with torch\.distributed\."
                                              r"all_reduce too"):
         d.check_data_parallel(dp, ring, settings)
+
+
+def test_traffic_must_go_right_and_carry_the_sums(fake_run):
+    """Sending to the left neighbour, or fewer than 2 (p - 1) floor(n / p) elements (the
+    sums travelled some other way), fails the traffic check."""
+    set_run, ring, _ = fake_run
+    set_run(_ring_outputs({2: _all_ok(2, sent={0: 1001, 1: 1001}),
+                           3: _all_ok(3, sent={0: 1334, 1: 1335, 2: 1335},
+                                      dests={0: [2], 1: [0], 2: [1]})}))
+    with pytest.raises(AssertionError, match=r"rank 0 sent to rank\(s\) \[2\].*right neighbour"):
+        d.check_ring_traffic(ring, SETTINGS)
+    d._RUNS.clear()
+    set_run(_ring_outputs({2: _all_ok(2, sent={0: 1001, 1: 1001}),
+                           3: _all_ok(3, sent={0: 1334, 1: 7, 2: 1335})}))
+    with pytest.raises(AssertionError) as info:
+        d.check_ring_traffic(ring, SETTINGS)
+    assert "rank 1 sent only 7 elements" in str(info.value)
+    assert d.ring_send_floor(1001, 3) == 1332 and d.ring_send_bound(1001, 3) == 1336
+
+
+# Every other door to an all-reduce, by world size (and by rank on 2): all must be shut.
+# A forbidden call ends the world's cases, so each world shows its door on its first case.
+DOORS = RING.replace("    MODE = None\n", '''    MODE = None
+    if world == 2 and rank == 0:
+        dist.all_reduce_coalesced([tensor])
+        return tensor
+    if world == 2:  # the process group's own method
+        dist.group.WORLD.allreduce([tensor]).wait()
+        return tensor
+    if world == 3:
+        import torch.distributed._functional_collectives as fc
+        tensor.copy_(fc.all_reduce(tensor, "sum", dist.group.WORLD))
+        return tensor
+    if world == 4:
+        from course_utils.training.collectives import ring_all_reduce as course_ring
+        return course_ring(tensor)
+''')
+
+
+@pytest.mark.slow
+def test_every_collective_door_is_shut_while_the_ring_runs(tmp_path):
+    ring = _write(tmp_path, "ring.py", DOORS)
+    settings = d.Settings(world_sizes=(2, 3, 4), lengths=(5,), timeout=180, group_timeout=20)
+    run = d.ring_run(ring, settings)
+    doors = {(2, 0): "all_reduce_coalesced", (2, 1): "ProcessGroup.allreduce",
+             **{(3, r): "_functional_collectives.all_reduce" for r in range(3)},
+             **{(4, r): "course_utils.training.collectives.ring_all_reduce"
+                for r in range(4)}}
+    for world in (2, 3, 4):
+        records = d._world_records(run, world)
+        assert set(records) == set(range(world)), (world, run.failure, run.message)
+        for rank, record in records.items():
+            first = record["cases"][0]
+            assert first["status"] == "forbidden", (world, rank, first)
+            assert doors[world, rank] in first["error"]["message"], first["error"]
+            assert first["sent"] == 0
+    with pytest.raises(AssertionError, match="write the ring yourself, with point-to-point"):
+        d.check_ring_all_reduce(ring, 4, settings)
+
+def test_list_settings_are_given_as_for_every_notebook():
+    """`-p WORLD_SIZES 3,5` and `-p LENGTHS [1,2,7]` (text, as hpdl run passes them)."""
+    from course_utils.profiles import PROFILES
+
+    cfg = {**PROFILES["quick"]["lab4_distributed"], "world_sizes": "3,5",
+           "lengths": "[1, 2, 7]", "dp_world_sizes": "2 3"}
+    settings = d.settings(cfg)
+    assert settings.world_sizes == (3, 5) and settings.lengths == (1, 2, 7)
+    assert settings.dp_world_sizes == (2, 3)
