@@ -78,3 +78,12 @@ def fake_outputs(nb, contains: str, names: list[str]):
         f"'points': 100, 'max_points': 100, 'passed': True, 'message': 'ok'}}}}, raw=True)"
         for name in names)
     return append(nb, contains, "from IPython.display import display\n" + fake)
+
+
+def grade_folder(folder, builders: dict, **options) -> dict:
+    """Write each ``builders[name]()`` to ``folder/name.ipynb``, grade the folder as a
+    class (``grading.grade_many``) and return the reports by name."""
+    for name, build in builders.items():
+        nbformat.write(build(), folder / f"{name}.ipynb")
+    results = grading.grade_many([folder], **options)
+    return {r.notebook.rsplit("/", 1)[-1].removesuffix(".ipynb"): r for r in results}

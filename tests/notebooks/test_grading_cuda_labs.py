@@ -11,7 +11,6 @@ tests/notebooks/test_labs_e2e.py's.
 
 import pytest
 
-from course_utils.hpdl import grading
 from tests.notebooks import submissions as sub
 
 pytestmark = pytest.mark.slow
@@ -120,13 +119,9 @@ MAX = {LAB2: 12.0, LAB3: 13.0}
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
-    import nbformat
-
-    folder = tmp_path_factory.mktemp("cuda-class")
-    for name, (build, _lost) in SUBMISSIONS.items():
-        nbformat.write(build(), folder / f"{name}.ipynb")
-    results = grading.grade_many([folder], timeout=400, cell_timeout=120)
-    return {r.notebook.rsplit("/", 1)[-1].removesuffix(".ipynb"): r for r in results}
+    builders = {name: build for name, (build, _lost) in SUBMISSIONS.items()}
+    return sub.grade_folder(tmp_path_factory.mktemp("cuda-class"), builders,
+                            timeout=400, cell_timeout=120)
 
 
 @pytest.mark.parametrize("name", sorted(SUBMISSIONS))

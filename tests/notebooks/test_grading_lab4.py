@@ -8,10 +8,8 @@ points. Masters scoring full marks and untouched student notebooks 0 are
 tests/notebooks/test_labs_e2e.py's.
 """
 
-import nbformat
 import pytest
 
-from course_utils.hpdl import grading
 from tests.notebooks import submissions as sub
 
 pytestmark = pytest.mark.slow
@@ -70,11 +68,9 @@ SUBMISSIONS = {
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("lab4-class")
-    for name, (build, _lost) in SUBMISSIONS.items():
-        nbformat.write(build(), folder / f"{name}.ipynb")
-    results = grading.grade_many([folder], timeout=500, cell_timeout=240)
-    return {r.notebook.rsplit("/", 1)[-1].removesuffix(".ipynb"): r for r in results}
+    builders = {name: build for name, (build, _lost) in SUBMISSIONS.items()}
+    return sub.grade_folder(tmp_path_factory.mktemp("lab4-class"), builders,
+                            timeout=500, cell_timeout=240)
 
 
 @pytest.mark.parametrize("name", sorted(SUBMISSIONS))
