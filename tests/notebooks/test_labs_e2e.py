@@ -93,3 +93,23 @@ def test_one_wrong_answer_loses_only_its_points(tmp_path):
     assert failed and len(failed) < len(full)
     assert any("ZeroDivisionError" in c["message"] for c in failed)
     assert report["score"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lab, parameters", [
+    ("lab2_cuda_kernels", ["THREADS", "96", "BLOCK_X", "4", "BLOCK_Y", "16"]),
+    ("lab3_reduction_histogram", ["THREADS", "32", "NBINS", "45", "BLOCKS", "2"]),
+    ("lab4_distributed", ["WORLD_SIZES", "3,5", "LENGTHS", "[1,2,7]"]),
+])
+def test_masters_score_full_marks_with_other_valid_parameters(tmp_path, lab, parameters):
+    """The checks follow the parameters: no check hard-codes a size the master's
+    parameters can change (hpdl run fails a master with any failed check)."""
+    args = []
+    for name, value in zip(parameters[::2], parameters[1::2], strict=True):
+        args += ["-p", name, value]
+    result = hpdl("run", str(REPO / "labs" / "solutions" / f"{lab}.ipynb"), "--out",
+                  str(tmp_path), "--profile", "quick", "--no-progress", *args)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    data = json.loads((tmp_path / "results.json").read_text())
+    (notebook,) = data["notebooks"]
+    assert notebook["checks"] and all(c["passed"] for c in notebook["checks"]), notebook
