@@ -97,6 +97,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "ln_rows": 4096,
             "ln_features": 256,
             "repeats": 5,
+            "max_threads": None,  # None: every thread Numba has
         },
         "cuda_model": {"n": 1000, "threads_per_block": 128, "grid_stride_blocks": 2,
                        "blur_rows": 20, "blur_cols": 30, "blur_block_x": 8,
@@ -125,7 +126,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "n": 1001, "threads": 64, "blocks": 4, "stride": 4, "blur_rows": 20,
             "blur_cols": 30, "transpose_rows": 17, "transpose_cols": 41, "matmul_n": 13,
             "hist_n": 1001, "nbins": 64, "cublas_n": 256, "launches": 1, "warmup": 0,
-            "repeats": 1, "roof_tolerance": 1.15, "ncu_timeout": 0,
+            "repeats": 1, "roof_tolerance": 1.15, "ncu_timeout": 0.0,
         },
         "lab2_cuda_kernels": {  # quick: lab2_cuda_kernels (simulator: tiny grids)
             "threads": 64, "block_x": 8, "block_y": 8, "saxpy_n": 1001, "saxpy_blocks": 2,
@@ -142,7 +143,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "cpu_threads": 1, "profile_steps": 3, "min_amp_speedup": None},
         "lab4_distributed": {  # quick: lab4_distributed (Gloo processes on the CPU)
             "world_sizes": (2, 3, 4), "lengths": (1, 5, 1001), "dp_world_sizes": (2, 3),
-            "dp_steps": 5, "dp_batch": 3, "dp_lr": 0.1, "timeout": 240, "group_timeout": 20},
+            "dp_steps": 5, "dp_batch": 3, "dp_lr": 0.1, "timeout": 240.0, "group_timeout": 20.0},
         "data_parallel": {  # quick: data_parallel (Gloo processes on the CPU)
             "n_per_class": 360, "hidden": (32, 32), "dtype": "float64", "batch_size": 30,
             "epochs": 2, "lr": 0.1, "base_batch": 30, "warmup_steps": 5, "momentum": 0.9,
@@ -150,20 +151,20 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "lr_demo_workers": 8, "lr_demo_epochs": 20, "bench_world_sizes": (1, 2),
             "bench_width": 16, "bench_blocks": 1, "bench_batch": 16,
             "bucket_caps_mb": (0.02, 25.0), "bench_warmup": 2, "bench_repeats": 5,
-            "timeout": 300,
+            "timeout": 300.0,
         },
         "collectives": {  # quick: collectives (Gloo processes on the CPU)
             "backend": "auto", "world_sizes": (2, 3, 4), "lengths": (1, 7, 1001),
             "bench_nproc": 2, "min_bytes": 2**10, "max_bytes": 2**22, "gloo_max_bytes": 2**22,
-            "size_factor": 4, "warmup": 2, "repeats": 5, "iters": 3, "timeout": 180,
+            "size_factor": 4, "warmup": 2, "repeats": 5, "iters": 3, "timeout": 180.0,
         },
         "beyond_dp": {  # quick: beyond_dp (Gloo processes on the CPU)
             "backend": "auto", "fsdp_world_sizes": (2,), "in_features": 20,
             "widths": (49, 31, 20), "classes": 10, "batch_per_rank": 8, "steps": 5, "lr": 1e-2,
             "tp_world": 4, "tp_sizes": (2, 4), "tp_features": 12, "tp_hidden": (16, 10),
-            "tp_batch": 5, "stages": 4, "micro_batches": (1, 2, 4, 8), "stage_ms": 400,
+            "tp_batch": 5, "stages": 4, "micro_batches": (1, 2, 4, 8), "stage_ms": 400.0,
             "bubble_tolerance": 0.06, "pp_repeats": 3, "mpi_nproc": 3, "mpi_steps": 30,
-            "mpi_n_per_class": 200, "ft_steps": 8, "ft_kill_step": 4, "timeout": 300,
+            "mpi_n_per_class": 200, "ft_steps": 8, "ft_kill_step": 4, "timeout": 300.0,
         },
     },
     "full": {
@@ -240,6 +241,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "ln_rows": 65536,
             "ln_features": 512,
             "repeats": 5,
+            "max_threads": None,
         },
         "cuda_model": {"n": 2**26, "threads_per_block": 256, "grid_stride_blocks": 1024,
                        "blur_rows": 4096, "blur_cols": 4096, "blur_block_x": 32,
@@ -269,7 +271,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "blur_cols": 8192, "transpose_rows": 8191, "transpose_cols": 8193,
             "matmul_n": 4096, "hist_n": 2**27, "nbins": 256, "cublas_n": 8192,
             "launches": 10, "warmup": 2, "repeats": 5, "roof_tolerance": 1.15,
-            "ncu_timeout": 90,
+            "ncu_timeout": 90.0,
         },
         "lab2_cuda_kernels": {  # full: lab2_cuda_kernels
             "threads": 256, "block_x": 16, "block_y": 16, "saxpy_n": 2**24,
@@ -286,7 +288,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "cpu_threads": 0, "profile_steps": 5, "min_amp_speedup": 2.0},
         "lab4_distributed": {  # full: lab4_distributed (Gloo processes, also on a GPU node)
             "world_sizes": (2, 3, 4), "lengths": (1, 5, 1001, 1_000_003), "dp_world_sizes": (2, 3),
-            "dp_steps": 20, "dp_batch": 5, "dp_lr": 0.1, "timeout": 300, "group_timeout": 30},
+            "dp_steps": 20, "dp_batch": 5, "dp_lr": 0.1, "timeout": 300.0, "group_timeout": 30.0},
         "data_parallel": {  # full: data_parallel (NCCL, a rank per GPU; else Gloo on CPUs)
             "n_per_class": 1200, "hidden": (64, 64), "dtype": "float64", "batch_size": 50,
             "epochs": 3, "lr": 0.1, "base_batch": 50, "warmup_steps": 10, "momentum": 0.9,
@@ -294,13 +296,13 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "lr_demo_workers": 8, "lr_demo_epochs": 40, "bench_world_sizes": "auto",
             "bench_width": 64, "bench_blocks": 2, "bench_batch": 256,
             "bucket_caps_mb": (1.0, 25.0, 100.0), "bench_warmup": 5, "bench_repeats": 20,
-            "timeout": 300,
+            "timeout": 300.0,
         },
         "collectives": {  # full: collectives (NCCL, a rank per GPU; Gloo under 2 GPUs)
             "backend": "auto", "world_sizes": (2, 3, 4), "lengths": (1, 7, 1001, 1_000_003),
             "bench_nproc": "auto", "min_bytes": 2**10, "max_bytes": 2**28,
             "gloo_max_bytes": 2**26, "size_factor": 4, "warmup": 2, "repeats": 5, "iters": 20,
-            "timeout": 300,
+            "timeout": 300.0,
         },
         "beyond_dp": {  # full: beyond_dp (NCCL with a GPU per rank, else Gloo on the CPU)
             "backend": "auto", "fsdp_world_sizes": (2, 4), "in_features": 1024,
@@ -308,9 +310,9 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "lr": 1e-4,
             "tp_world": 4, "tp_sizes": (2, 4), "tp_features": 1024, "tp_hidden": (4096, 4098),
             "tp_batch": 64, "stages": 4, "micro_batches": (1, 2, 4, 8, 16),
-            "stage_ms": 480, "bubble_tolerance": 0.04, "pp_repeats": 3, "mpi_nproc": 4,
+            "stage_ms": 480.0, "bubble_tolerance": 0.04, "pp_repeats": 3, "mpi_nproc": 4,
             "mpi_steps": 200, "mpi_n_per_class": 1000, "ft_steps": 20, "ft_kill_step": 10,
-            "timeout": 600,
+            "timeout": 600.0,
         },
     },
 }

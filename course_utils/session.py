@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from . import cudasim, profiles
+from . import cudasim, parameters, profiles
 from .device import gpu_available, resolve_device, seed_everything
 
 
@@ -25,18 +25,24 @@ class Context:
     hardware: str
 
     def size(self, key: str, knob: str, override: Any = None) -> Any:
-        """A knob of lesson ``key``: ``override`` when given, else the profile's value."""
+        """A knob of lesson ``key``: ``override`` when given (checked against the knob's
+        rule, see :mod:`course_utils.parameters`), else the profile's value."""
+        if override is not None:
+            override = parameters.check(key, knob, override)
         return profiles.size(self.profile, key, knob, override)
 
     def sizes(self, key: str, **overrides: Any) -> dict[str, Any]:
-        """All knobs of lesson ``key``, with every non-``None`` override applied."""
+        """All knobs of lesson ``key``, with every non-``None`` override applied.
+
+        Each override is checked against its knob's rule first: a bad value raises one
+        ``UsageError`` naming the parameter (``HIDDEN=0 is not valid; ...``)."""
         values = profiles.sizes(self.profile, key)
         unknown = set(overrides) - set(values)
         if unknown:
             raise profiles.UsageError(
                 f"{key!r} has no knob(s) {sorted(unknown)}; known: {', '.join(values)}"
             )
-        values.update({k: v for k, v in overrides.items() if v is not None})
+        values.update(parameters.check_overrides(key, overrides))
         return values
 
     @property

@@ -119,6 +119,36 @@ def parse_parameter(name: str, raw: str) -> tuple[str, Any]:
     return name, value
 
 
+def parameters_of(notebook: Path) -> list[str]:
+    """The names the notebook's cell tagged ``parameters`` assigns (empty if it has none)."""
+    import ast
+
+    import nbformat
+
+    nb = nbformat.read(notebook, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code" and "parameters" in cell.metadata.get("tags", []):
+            return [t.id for node in ast.parse(cell.source).body
+                    if isinstance(node, ast.Assign) for t in node.targets
+                    if isinstance(t, ast.Name)]
+    return []
+
+
+def check_parameter_names(notebooks: list[Path], parameters: dict[str, Any]) -> dict[Path, set]:
+    """Which ``-p`` names each notebook has; a name that none of them has is a UsageError
+    (papermill would add it as a new variable that nothing reads, silently)."""
+    known = {nb: set(parameters_of(nb)) for nb in notebooks}
+    everything = set().union(*known.values()) if known else set()
+    for name in parameters:
+        if name not in everything:
+            where = (_relative(notebooks[0]).as_posix() if len(notebooks) == 1
+                     else f"any of the {len(notebooks)} notebooks selected")
+            listed = ", ".join(sorted(everything - set(RESERVED_PARAMETERS))) or "none"
+            raise UsageError(f"-p {name}: {where} has no parameter {name}; "
+                             f"its parameters are: {listed}")
+    return known
+
+
 def read_results(path: str | Path) -> tuple[Path, dict[str, Any]]:
     """Read and validate a ``results.json`` written by :func:`run` (or the folder holding
     it); return its path and contents. ``hpdl compare`` and ``hpdl site`` read runs with it.
@@ -300,7 +330,8 @@ def run(targets: list[str] | None = None, *, profile: str = "auto", device: str 
     out_dir = _check_out_dir(Path(out) if out else paths.BUILD_DIR)
     notebooks = discover(targets)
     parameters = dict(parameters or {})
-    injected = {"PROFILE": resolved_profile, "DEVICE": resolved_device, **parameters}
+    known = check_parameter_names(notebooks, parameters)
+    common = {"PROFILE": resolved_profile, "DEVICE": resolved_device}
 
     result = RunResult(fingerprint=fingerprint(), profile=resolved_profile,
                        device=resolved_device, parameters=parameters,
@@ -319,6 +350,8 @@ def run(targets: list[str] | None = None, *, profile: str = "auto", device: str 
         for source in bar:
             rel = _relative(source)
             bar.set_postfix_str(rel.as_posix())
+            injected = {**common, **{name: value for name, value in parameters.items()
+                                     if name in known[source]}}
             nb_result = run_one(source, out_dir / rel, injected, timeout)
             result.notebooks.append(nb_result)
             tail = "" if nb_result.error is None else f"  ({nb_result.error['message'][:120]})"

@@ -401,12 +401,12 @@ def check_config(cfg: dict[str, Any], *, gpus: int = 0) -> dict[str, Any]:
     out = dict(cfg)
     for name in ("n_per_class", "batch_size", "epochs", "base_batch", "lr_demo_workers",
                  "lr_demo_epochs", "bench_width", "bench_blocks", "bench_batch",
-                 "bench_repeats", "timeout"):
+                 "bench_repeats"):
         out[name] = _check_int(name, cfg[name])
     out["accum_steps"] = _check_int("accum_steps", cfg["accum_steps"], minimum=2)
     for name in ("warmup_steps", "bench_warmup", "die_at_step"):
         out[name] = _check_int(name, cfg[name], minimum=0)
-    for name in ("lr", "momentum"):
+    for name in ("lr", "momentum", "timeout"):
         value = cfg[name]
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise UsageError(f"{name}={value!r} is not valid; it must be a number")

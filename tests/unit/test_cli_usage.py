@@ -14,6 +14,11 @@ from tests.conftest import hpdl, make_notebook
     (["run", "-p", "1bad", "3"], "identifier"),
     (["run", "-p", "X"], "expected 2 arguments"),
     (["run", "--timeout", "-5"], "--timeout"),
+    (["run", "lessons/00_start_here.ipynb", "-p", "HIDEN", "3"],
+     "-p HIDEN: lessons/00_start_here.ipynb has no parameter HIDEN; its parameters are: "
+     "MATMUL_N, SEED"),
+    (["run", "lessons/unit1_foundations", "-p", "NO_SUCH_KNOB", "3"],
+     "-p NO_SUCH_KNOB: any of the 5 notebooks selected has no parameter NO_SUCH_KNOB"),
     (["run", "--out", "lessons/build"], "refusing to write"),
     (["grade", "README.md"], "not a Jupyter notebook"),
     (["grade", "missing.ipynb"], "no such file"),
