@@ -26,6 +26,7 @@ import numpy as np
 
 from ..data import train_test_split, two_spirals
 from . import assert_close, check_seed, numerical_gradient
+from .own_work import answers_own
 
 # (batch, n_in, n_out): odd, unequal sizes, so a transposed or mis-summed array cannot
 # have the right shape by accident.
@@ -167,6 +168,7 @@ def _linear_layer(Linear: type, n_in: int, n_out: int, rng: np.random.Generator)
     return layer
 
 
+@answers_own("Linear")
 def check_linear_forward(Linear: type, *, seed: int = 101) -> None:
     """``Linear.forward`` equals ``x @ W + b`` on two odd shapes."""
     rng = _rng(seed)
@@ -181,6 +183,7 @@ def check_linear_forward(Linear: type, *, seed: int = 101) -> None:
                  hint="Expected x @ W + b, with b added to every row.")
 
 
+@answers_own("Linear")
 def check_linear_backward(Linear: type, *, seed: int = 102) -> None:
     """``Linear.backward`` returns dL/dx and sets ``dW``, ``db`` (numerical gradients)."""
     rng = _rng(seed)
@@ -214,6 +217,7 @@ def check_linear_backward(Linear: type, *, seed: int = 102) -> None:
 
 
 # --------------------------------------------------------------------------- ReLU
+@answers_own("ReLU")
 def check_relu(ReLU: type, *, seed: int = 103) -> None:
     """``ReLU.forward`` equals ``max(x, 0)``; ``backward`` passes gradients where x > 0."""
     rng = _rng(seed)
@@ -264,6 +268,7 @@ _STABILITY = ("np.exp overflows for logits near 1000 (and 0/0 appears near -1000
               "subtract each row's maximum before np.exp; softmax does not change.")
 
 
+@answers_own("SoftmaxCrossEntropy")
 def check_softmax_ce_forward(SoftmaxCrossEntropy: type, *, seed: int = 104) -> None:
     """The mean cross-entropy of softmax(logits), also for logits around +-1000."""
     rng = _rng(seed)
@@ -288,6 +293,7 @@ def check_softmax_ce_forward(SoftmaxCrossEntropy: type, *, seed: int = 104) -> N
             raise AssertionError(f"{where}: got {loss:.6g}, expected {expected:.6g}. {extra}")
 
 
+@answers_own("SoftmaxCrossEntropy")
 def check_softmax_ce_backward(SoftmaxCrossEntropy: type, *, seed: int = 105) -> None:
     """``backward()`` is d(mean loss)/d(logits), compared with the numerical gradient.
 
@@ -315,6 +321,7 @@ def spirals_data(n_per_class: int, seed: int = 0):
     return train_test_split(X, y, test_fraction=0.25, seed=seed)
 
 
+@answers_own("train_spirals")
 def check_train_spirals(train_spirals: Callable, sizes: dict[str, Any], *, seed: int = 0,
                         min_accuracy: float = MIN_ACCURACY,
                         result: dict[str, Any] | None = None) -> float:

@@ -48,6 +48,7 @@ from ..cudasim import on_simulator
 from ..errors import UsageError, check_positive
 from ..gpu.launch import blocks_for, check_block, grid_1d, grid_2d
 from . import assert_close, check_seed, scoring
+from .own_work import no_course_calls, require_own
 
 # Extra elements past the end of each axis of every checked array: a whole block (at most
 # 1024 threads) past the end, plus a few, so that a missing bounds guard writes into them.
@@ -147,6 +148,7 @@ def _require_kernel(kernel: Any, name: str, needs: Sequence[str] = ()) -> Any:
     if getattr(kernel, "py_func", None) is None or not hasattr(kernel, "__getitem__"):
         raise AssertionError(f"{name} is not a CUDA kernel (it is a {type(kernel).__name__}): "
                              "keep the @cuda.jit line above its def")
+    require_own(kernel, name)
     used = _names_used(kernel.py_func)
     spelled = {"shared": "cuda.shared.array", "syncthreads": "cuda.syncthreads()",
                "atomic": "cuda.atomic.add"}
@@ -221,9 +223,11 @@ def _launch(kernel: Any, grid: Any, block: Any, args: Sequence[Any], where: str,
             hint: str) -> Any:
     """``kernel[grid, block](*args)``, waiting for it, under the access checker on the
     simulator (``watched``); an index out of range becomes an AssertionError with ``hint``.
+    The kernel may not run the course's own kernels' code (``no_course_calls``: on the
+    simulator a device function imported inside a kernel body would run it).
     Returns the checker's record (None on a GPU) for ``access_verdict``."""
     cuda = _cuda()
-    with watched(where, hint, verdict=False) as log:
+    with watched(where, hint, verdict=False) as log, no_course_calls(where):
         try:
             with warnings.catch_warnings():  # the checks' grids are small on purpose
                 warnings.filterwarnings("ignore", message="Grid size .* under-utilization")
@@ -677,12 +681,13 @@ def check_reduce_sum(reduce_sum: Callable[[Any, int], Any], *, threads: int,
         raise NotImplementedError("reduce_sum launches block_sum, which still raises "
                                   "NotImplementedError")
     threads = check_power_of_two("THREADS", threads)
+    require_own(reduce_sum, "reduce_sum")
     rng = np.random.default_rng(check_seed(seed))
     for n, blocks in reduce_cases(threads):
         x = _quarters(rng, n)
         where = f"reduce_sum(x, blocks={blocks}) on n={n}"
         (d_x,) = _inputs(x)
-        with watched(where, _SUM_BOUNDS, verdict=False) as log:
+        with watched(where, _SUM_BOUNDS, verdict=False) as log, no_course_calls(where):
             value = reduce_sum(d_x.view, blocks)
         if value is None:
             raise AssertionError(f"{where} returned None (did you forget `return`?)")

@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import Any
 
 from course_utils.checks import check_seed
+from course_utils.checks.own_work import no_course_calls, require_own
 from course_utils.errors import UsageError, as_list, check_positive
 from course_utils.paths import build_path
 from course_utils.training import dist
@@ -263,9 +264,14 @@ def unfinished(path: str | os.PathLike, function: str) -> bool:
 
 
 def _require_finished(path: Path, functions: Sequence[str]) -> None:
+    """Each function is written (no ``raise NotImplementedError`` left) and is the
+    student's own: neither the course's code nor built from it (``own_work``)."""
     for name in functions:
         if unfinished(path, name):
             raise NotImplementedError(f"{name}() in {path.name} is not implemented yet")
+    module = load_module(path, f"lab4_own_{path.stem}")
+    for name in functions:
+        require_own(getattr(module, name, None), f"{name}() in {path.name}")
 
 
 def load_module(path: str | os.PathLike, name: str = "lab4_student") -> types.ModuleType:
@@ -313,9 +319,11 @@ def check_chunk_bounds(path: str | os.PathLike) -> None:
     """``chunk_bounds(n, world_size)`` of ``ring.py`` equals the ``tensor_split`` layout."""
     path = _script(path)
     module = load_module(path, "lab4_ring_check")
+    require_own(getattr(module, "chunk_bounds", None), f"chunk_bounds() in {path.name}")
     for n, p in CHUNK_CASES:
         expected = reference_chunk_bounds(n, p)
-        got = module.chunk_bounds(n, p)
+        with no_course_calls(f"chunk_bounds({n}, {p})"):
+            got = module.chunk_bounds(n, p)
         if got is None:
             raise AssertionError(f"chunk_bounds({n}, {p}) returned None (did you forget "
                                  "`return`?)")

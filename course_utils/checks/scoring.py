@@ -8,6 +8,7 @@ what ``hpdl grade`` and ``hpdl run`` read back from the executed notebook.
 
 from __future__ import annotations
 
+import os
 import traceback
 from dataclasses import asdict, dataclass
 
@@ -28,6 +29,15 @@ class CheckResult:
 
 
 RESULTS: dict[str, CheckResult] = {}
+# Under nbgrader (labs/nbgrader_config.py sets it) a failed check also raises, so that
+# nbgrader, which scores a grade cell by whether it ends in an error, sees it. Read once,
+# when the setup cell imports this, before any answer cell can change the environment.
+RAISE_VAR = "HPDL_CHECKS_RAISE"
+RAISE_ON_FAILURE = os.environ.get(RAISE_VAR, "") not in ("", "0")
+
+
+class CheckFailed(AssertionError):
+    """A failed check, raised after it is scored when ``HPDL_CHECKS_RAISE`` is set."""
 """This kernel's latest result of each check, by name (re-running a check replaces it)."""
 
 
@@ -50,7 +60,8 @@ class check:  # noqa: N801 - used as `with check(...)`, reads like a statement
     """Context manager for one graded check: full points if the block runs, else 0.
 
     Errors inside the block (an unfinished answer, a wrong value, a crash) are caught,
-    explained in one line and scored 0, so the next checks still run.
+    explained in one line and scored 0, so the next checks still run (unless
+    ``HPDL_CHECKS_RAISE`` is set, as under nbgrader: then the cell ends in the error).
     """
 
     def __init__(self, name: str, points: float = 1):
@@ -70,6 +81,8 @@ class check:  # noqa: N801 - used as `with check(...)`, reads like a statement
                              "ok" if passed else _explain(exc))
         RESULTS[self.name] = result
         _emit(result)
+        if not passed and RAISE_ON_FAILURE:
+            raise CheckFailed(f"{self.name}: {result.message}") from None
         return True
 
 

@@ -131,16 +131,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_student(args: argparse.Namespace) -> int:
-    from .grading import generate_students, student_is_current
+    from .grading import generate_students, master_is_current, student_is_current
 
     masters = sorted(paths.SOLUTIONS_DIR.glob("*.ipynb"))
     if args.check:
-        stale = [m.name for m in masters
-                 if not (paths.LABS_DIR / m.name).exists()
-                 or not student_is_current(m, paths.LABS_DIR / m.name)]
-        for name in stale:
-            print(f"stale: labs/{name} differs from the one generated from "
-                  f"labs/solutions/{name}; run `hpdl student`")
+        stale = [f"labs/solutions/{m.name}'s nbgrader cell metadata is out of date"
+                 for m in masters if not master_is_current(m)]
+        stale += [f"labs/{m.name} differs from the one generated from "
+                  f"labs/solutions/{m.name}" for m in masters
+                  if not (paths.LABS_DIR / m.name).exists()
+                  or not student_is_current(m, paths.LABS_DIR / m.name)]
+        for line in stale:
+            print(f"stale: {line}; run `hpdl student`")
         return 1 if stale else 0
     written = generate_students(paths.SOLUTIONS_DIR, paths.LABS_DIR)
     for path in written:

@@ -35,6 +35,7 @@ from .. import paths
 from ..checks import GRADE_SEED_VAR
 from ..checks.scoring import CHECK_MIME, SKIPPED_MIME, CheckResult
 from ..errors import UsageError
+from . import nbgrader
 from .answers import (  # noqa: F401 - BEGIN, END, PLACEHOLDER: the markers' API
     BEGIN,
     END,
@@ -64,10 +65,15 @@ def student_notebook(master: nbformat.NotebookNode, name: str = "master"):
 
 
 def generate_students(solutions_dir: Path, labs_dir: Path) -> list[Path]:
-    """Write ``labs_dir/<name>.ipynb`` for every master; return the paths written."""
+    """Write ``labs_dir/<name>.ipynb`` for every master, after bringing the master's
+    nbgrader cell metadata up to date (rewriting the master only if it changed); return
+    the paths written."""
     written = []
     for master_path in sorted(Path(solutions_dir).glob("*.ipynb")):
         master = nbformat.read(master_path, as_version=4)
+        if not master_is_current(master_path):
+            nbformat.write(nbgrader.with_metadata(master), master_path)
+            written.append(master_path)
         student = student_notebook(master, master_path.name)
         target = Path(labs_dir) / master_path.name
         nbformat.write(student, target)
@@ -75,9 +81,16 @@ def generate_students(solutions_dir: Path, labs_dir: Path) -> list[Path]:
     return written
 
 
+def master_is_current(master_path: Path) -> bool:
+    """True when the master's nbgrader metadata is what ``hpdl student`` would write."""
+    master = nbformat.read(master_path, as_version=4)
+    fresh = nbgrader.with_metadata(copy.deepcopy(master))
+    return nbformat.writes(fresh) == nbformat.writes(master)
+
+
 def student_is_current(master_path: Path, student_path: Path) -> bool:
     """True when the committed student notebook equals a freshly generated one."""
-    master = nbformat.read(master_path, as_version=4)
+    master = nbgrader.with_metadata(nbformat.read(master_path, as_version=4))
     fresh = student_notebook(master, master_path.name)
     committed = nbformat.read(student_path, as_version=4)
     return nbformat.writes(fresh) == nbformat.writes(committed)

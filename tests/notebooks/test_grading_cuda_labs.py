@@ -69,10 +69,15 @@ def lab3_tree_without_barrier():
                     "its results\n", "")
 
 
-def lab3_plain_publish():
+def lab3_plain_publish_library_sum():
     """The histogram publishes with `+=` instead of an atomic: right counts on the
-    simulator (one block at a time), lost counts on a GPU; the checker names the race."""
+    simulator (one block at a time), lost counts on a GPU; the checker names the race.
+    And reduce_sum calls lesson 09's reduce_sum instead of launching block_sum."""
     nb = sub.correct(LAB3)
+    sub.edit(nb, "def reduce_sum", "    partial = cuda.device_array(blocks, dtype=np.float32)",
+             "    from course_utils.gpu.kernels import reductions\n"
+             "    return reductions.reduce_sum(x, threads=THREADS, blocks=blocks)\n"
+             "    partial = cuda.device_array(blocks, dtype=np.float32)")
     return sub.edit(nb, "def histogram_shared", "cuda.atomic.add(bins, b, local[b])",
                     "bins[b] += local[b]")
 
@@ -107,7 +112,8 @@ SUBMISSIONS = {
     "lab2_tampered": (lab2_tampered, {BLUR}),
     "lab3_tree_without_barrier": (lab3_tree_without_barrier,
                                   {BLOCK_SUMS, TWO_PASS, BLOCK_TRAFFIC}),
-    "lab3_plain_publish": (lab3_plain_publish, {HIST, HIST_TRAFFIC}),
+    "lab3_plain_publish_library_sum": (lab3_plain_publish_library_sum,
+                                       {TWO_PASS, HIST, HIST_TRAFFIC}),
     "lab3_one_pass_not_zeroed": (lab3_one_pass_not_zeroed, {TWO_PASS, HIST, HIST_TRAFFIC}),
     "lab3_traffic_emptied_checks": (lab3_traffic_emptied_checks,
                                     {BLOCK_TRAFFIC, HIST_TRAFFIC}),
@@ -142,7 +148,7 @@ def test_races_the_simulator_hides_are_named(graded):
     def message(name, check):
         return next(c.message for c in graded[name].checks if c.name == check)
 
-    plain = message("lab3_plain_publish", HIST)
+    plain = message("lab3_plain_publish_library_sum", HIST)
     assert "race: global `bins`" in plain and "different blocks" in plain
     stride = message("lab2_race_traffic_deleted_checks", SAXPY)
     assert "race: global `out`" in stride
@@ -152,3 +158,5 @@ def test_races_the_simulator_hides_are_named(graded):
         or "zeroed" in message("lab3_one_pass_not_zeroed", HIST)
     assert "in global memory by the threads of block" in message(
         "lab3_traffic_emptied_checks", HIST_TRAFFIC)
+    library = message("lab3_plain_publish_library_sum", TWO_PASS)
+    assert "course_utils.gpu.kernels.reductions.reduce_sum, the course's own code" in library

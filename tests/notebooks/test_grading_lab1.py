@@ -58,6 +58,21 @@ def wrong_relu():
     return nb
 
 
+def mutant_library_call():
+    """The loss answered with lesson 01's course function (imported inside the answer)."""
+    nb = correct()
+    cell = _answer_cell(nb, "SoftmaxCrossEntropy")
+    forward = ("        from course_utils.foundations import numpy_mlp\n"
+               "        loss, self.grad = numpy_mlp.softmax_cross_entropy(logits, y)\n"
+               "        return loss\n")
+    start = cell.source.index("        shifted = logits")
+    end = cell.source.index("    def backward")
+    cell.source = cell.source[:start] + forward + "\n" + cell.source[end:]
+    start = cell.source.index("        grad = self.probs.copy()")
+    cell.source = cell.source[:start] + "        return self.grad\n"
+    return nb
+
+
 def mutant_check_cells_emptied():
     nb = wrong_relu()
     for cell in sub.check_cells(nb):
@@ -191,6 +206,7 @@ SUBMISSIONS = {
     "student": lambda: nbformat.read(STUDENT, as_version=4),
     "correct": correct,
     "wrong_relu": wrong_relu,
+    "library_call": mutant_library_call,
     "check_cells_emptied": mutant_check_cells_emptied,
     "check_cells_deleted": mutant_check_cells_deleted,
     "points_edited": mutant_points_edited,
@@ -210,6 +226,8 @@ RELU_LOST = {"ReLU forward and backward", "Two spirals: test accuracy >= 95 %"}
 EXPECTED = {
     "master": set(), "correct": set(), "student": None,
     "wrong_relu": RELU_LOST, "check_cells_emptied": RELU_LOST,
+    "library_call": {"Softmax cross-entropy forward (stable)", "Softmax cross-entropy backward",
+                     "Two spirals: test accuracy >= 95 %"},
     "check_cells_deleted": RELU_LOST, "points_edited": RELU_LOST, "check_rebound": RELU_LOST,
     "check_function_patched": RELU_LOST, "numpy_testing_patched": RELU_LOST,
     "fake_check_outputs": None, "hard_coded": {"Linear forward"}, "hangs": RELU_LOST,

@@ -37,8 +37,12 @@ def coalesced_and_summed():
 
 
 def turned_left():
-    """The same ring, mirrored: send to the left, receive from the right."""
+    """The same ring, mirrored: send to the left, receive from the right; chunk_bounds
+    answered by lesson 12's (imported inside the answer)."""
     nb = sub.correct(LAB)
+    sub.edit(nb, RING_CELL, "    base, extra = divmod(n, world_size)\n",
+             "    from course_utils.training.collectives import chunk_bounds as lesson12\n"
+             "    return lesson12(n, world_size)\n")
     sub.edit(nb, RING_CELL, "dist.isend(flat[a:b], right)", "dist.isend(flat[a:b], left)")
     sub.edit(nb, RING_CELL, "dist.recv(received, left)", "dist.recv(received, right)")
     sub.edit(nb, RING_CELL, "        a, b = bounds[(rank - step - 2) % world]\n"
@@ -61,7 +65,7 @@ def remainder_dropped():
 
 SUBMISSIONS = {
     "coalesced_and_summed": (coalesced_and_summed, {SMALLEST, EVERY, TRAFFIC, AVERAGE, DDP}),
-    "turned_left": (turned_left, {TRAFFIC}),
+    "turned_left": (turned_left, {CHUNKS, TRAFFIC}),
     "remainder_dropped": (remainder_dropped, {CHUNKS, SMALLEST, EVERY, TRAFFIC, DDP}),
 }
 
@@ -89,3 +93,5 @@ def test_messages_say_what_is_wrong(graded):
     assert "all_reduce_coalesced" in message("coalesced_and_summed", SMALLEST)
     assert "point-to-point" in message("coalesced_and_summed", SMALLEST)
     assert "right neighbour" in message("turned_left", TRAFFIC)
+    assert "ran course_utils.training.collectives.chunk_bounds, the course's own code" in \
+        message("turned_left", CHUNKS)
