@@ -96,5 +96,6 @@ def set_deterministic(enabled: bool = True) -> None:
     if enabled:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(enabled, warn_only=True)
-    torch.backends.cudnn.benchmark = not enabled
-    torch.backends.cudnn.deterministic = enabled
+    if enabled:  # autotuning may pick a different algorithm from run to run
+        torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = enabled  # off: cudnn.benchmark stays as it was

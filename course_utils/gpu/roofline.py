@@ -22,15 +22,15 @@ same reason.) The full ``Timing`` travels with each number.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from .. import tf32
 from ..errors import (
     DeviceUnavailableError,
     UsageError,
@@ -246,47 +246,9 @@ class Measurement:
         return f"{what} on {self.device}: {self.value:.4g} {self.unit} ({self.timing})"
 
 
-def tf32_state() -> dict[str, Any]:
-    """The current TF32 switches: float32 matmul precision and cuDNN's ``allow_tf32``.
-
-    ``torch.get_float32_matmul_precision()`` refuses to answer in recent PyTorch when the
-    legacy flag (``torch.backends.cuda.matmul.allow_tf32``) and the newer
-    ``fp32_precision`` settings were mixed; the state is then read from the flag that
-    still answers.
-    """
-    import torch
-
-    try:
-        precision = torch.get_float32_matmul_precision()
-    except RuntimeError:
-        try:
-            tf32 = bool(torch.backends.cuda.matmul.allow_tf32)
-        except RuntimeError:
-            tf32 = torch.backends.cuda.matmul.fp32_precision == "tf32"
-        precision = "high" if tf32 else "highest"
-    return {"float32_matmul_precision": precision,
-            "cudnn_allow_tf32": bool(torch.backends.cudnn.allow_tf32)}
-
-
-@contextlib.contextmanager
-def tf32_enabled(enabled: bool) -> Iterator[None]:
-    """Switch TF32 on or off for float32 matmuls (cuBLAS) and convolutions (cuDNN).
-
-    Uses ``torch.set_float32_matmul_precision("high" | "highest")`` (the one setting
-    stable across PyTorch versions) and ``torch.backends.cudnn.allow_tf32``; the previous
-    state is restored on exit, also after an error. TF32 exists on NVIDIA GPUs from
-    Ampere (compute capability 8.0) on; on a CPU these switches usually change nothing.
-    """
-    import torch
-
-    before = tf32_state()
-    try:
-        torch.set_float32_matmul_precision("high" if enabled else "highest")
-        torch.backends.cudnn.allow_tf32 = bool(enabled)
-        yield
-    finally:
-        torch.set_float32_matmul_precision(before["float32_matmul_precision"])
-        torch.backends.cudnn.allow_tf32 = before["cudnn_allow_tf32"]
+# The TF32 switches (course_utils.tf32), under the names the lessons use.
+tf32_state = tf32.state
+tf32_enabled = tf32.enabled
 
 
 def dtype_supported(dtype: str, device: str = "cpu") -> bool:

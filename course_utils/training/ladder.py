@@ -34,6 +34,7 @@ from torch import nn
 from torch.autograd.profiler import record_function
 from torch.utils.data import DataLoader, Dataset
 
+from .. import tf32
 from ..errors import UsageError, check_choice, check_positive
 from ..timing import Timing, benchmark
 
@@ -408,17 +409,16 @@ class _Batches:
 @contextmanager
 def _backend_flags(config: LadderConfig, device: torch.device):
     """TF32 as the configuration says, cuDNN autotuning on a GPU; restored afterwards."""
-    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
-             torch.backends.cudnn.benchmark)
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = config.tf32
-        torch.backends.cudnn.allow_tf32 = config.tf32
-        torch.backends.cudnn.benchmark = True
-    try:
+    if device.type != "cuda":
         yield
+        return
+    saved = torch.backends.cudnn.benchmark
+    try:
+        with tf32.enabled(config.tf32):  # the API this PyTorch has (course_utils.tf32)
+            torch.backends.cudnn.benchmark = True
+            yield
     finally:
-        (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
-         torch.backends.cudnn.benchmark) = saved
+        torch.backends.cudnn.benchmark = saved
 
 
 @dataclass

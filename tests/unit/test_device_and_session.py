@@ -63,3 +63,21 @@ def test_cuda_device_on_gpu_runner():
     assert ctx.device == "cuda" and ctx.profile == "full"
     x = torch.ones(1000, device=ctx.torch_device)
     assert float(x.sum()) == 1000.0
+
+
+def test_set_deterministic_off_leaves_cudnn_autotuning_alone():
+    """It once switched cudnn.benchmark on as a side effect of switching determinism off."""
+    saved = (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic,
+             torch.are_deterministic_algorithms_enabled())
+    try:
+        torch.backends.cudnn.benchmark = True
+        course_utils.set_deterministic(True)
+        assert torch.backends.cudnn.benchmark is False
+        assert torch.backends.cudnn.deterministic is True
+        course_utils.set_deterministic(False)
+        assert torch.backends.cudnn.benchmark is False  # not turned on behind our back
+        assert torch.backends.cudnn.deterministic is False
+        assert not torch.are_deterministic_algorithms_enabled()
+    finally:
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved[:2]
+        torch.use_deterministic_algorithms(saved[2], warn_only=True)

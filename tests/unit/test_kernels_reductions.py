@@ -274,3 +274,27 @@ def test_event_timing_refused_on_the_simulator():
     with pytest.raises(CourseError, match="events"):
         r.event_benchmark(lambda: None)
     assert r.peak_bandwidth_gbps() is None
+
+
+def test_one_thread_per_element_atomics_need_a_float64_counter_to_be_checkable():
+    """2**26 atomics into one float32 counter: the rounding bound exceeds the sum itself
+    (a check that cannot fail), and on a GPU the counter stops growing at 2**24. A float64
+    counter keeps the bound meaningful."""
+    from numba import cuda
+
+    n = 1 << 26
+    blocks = n // 256
+    f32 = r.SumPlan(n, np.float32, "atomic", threads=256, blocks=blocks)
+    f64 = r.SumPlan(n, np.float32, "atomic", threads=256, blocks=blocks,
+                    counter_dtype=np.float64)
+    ones = np.ones(4, dtype=np.float32)  # the bound is proportional to sum |x|: 4 here
+    assert f32.tolerance(ones) > ones.sum()  # vacuous
+    assert f64.tolerance(ones) < 1e-5 * ones.sum()
+    x = np.random.default_rng(3).random(1001).astype(np.float32)
+    plan = r.SumPlan(x.size, x.dtype, "atomic", threads=32, blocks=-(-x.size // 32),
+                     counter_dtype=np.float64)
+    plan(cuda.to_device(x))
+    exact = np.sum(x, dtype=np.float64)
+    assert abs(plan.result() - exact) <= plan.tolerance(x) < 1e-5 * exact
+    with pytest.raises(UsageError, match="counter_dtype"):
+        r.SumPlan(10, np.float32, "two_pass", threads=32, counter_dtype=np.float64)

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from course_utils import tf32
 from course_utils.errors import DeviceUnavailableError, UsageError
 from course_utils.gpu import roofline
 
@@ -11,11 +12,9 @@ from course_utils.gpu import roofline
 @pytest.fixture
 def keep_tf32_state():
     """Leave PyTorch's TF32 switches as they were, whatever a test does to them."""
-    precision = torch.get_float32_matmul_precision()
-    cudnn = torch.backends.cudnn.allow_tf32
+    saved = tf32._raw()
     yield
-    torch.set_float32_matmul_precision(precision)
-    torch.backends.cudnn.allow_tf32 = cudnn
+    tf32._set_raw(*saved)
 
 
 # --------------------------------------------------------------------------- counting
@@ -148,35 +147,13 @@ def test_dtype_supported_and_errors_on_cpu():
 
 # --------------------------------------------------------------------------- TF32 switches
 
-def test_tf32_switch_is_restored(keep_tf32_state):
-    torch.set_float32_matmul_precision("high")
-    torch.backends.cudnn.allow_tf32 = False
-    with roofline.tf32_enabled(False):
-        assert roofline.tf32_state() == {"float32_matmul_precision": "highest",
-                                         "cudnn_allow_tf32": False}
-    assert roofline.tf32_state() == {"float32_matmul_precision": "high",
-                                     "cudnn_allow_tf32": False}
-    roofline.matmul_gflops(16, "fp32", "cpu", tf32=True, warmup=0, repeats=1)
-    roofline.matmul_gflops(16, "fp32", "cpu", tf32=False, warmup=0, repeats=1)
-    assert roofline.tf32_state()["float32_matmul_precision"] == "high"
-    assert torch.backends.cudnn.allow_tf32 is False
-
-
-def test_tf32_switch_is_restored_after_an_error(keep_tf32_state):
-    torch.set_float32_matmul_precision("highest")
-    with pytest.raises(ZeroDivisionError), roofline.tf32_enabled(True):
-        assert torch.get_float32_matmul_precision() == "high"
-        assert torch.backends.cudnn.allow_tf32 is True
-        _ = 1 / 0
-    assert torch.get_float32_matmul_precision() == "highest"
-
-
-def test_tf32_state_reads_the_legacy_flag(keep_tf32_state):
-    torch.backends.cuda.matmul.allow_tf32 = True  # the legacy switch
-    assert roofline.tf32_state()["float32_matmul_precision"] == "high"
-    with roofline.tf32_enabled(False):
-        assert torch.backends.cuda.matmul.allow_tf32 is False
-    assert torch.backends.cuda.matmul.allow_tf32 is True
+def test_matmul_measurements_restore_the_tf32_switches(keep_tf32_state):
+    with tf32.enabled(True):
+        roofline.matmul_gflops(16, "fp32", "cpu", tf32=False, warmup=0, repeats=1)
+        assert roofline.tf32_state() == {"matmul": "tf32", "conv": "tf32"}
+    with tf32.enabled(False):
+        roofline.matmul_gflops(16, "fp32", "cpu", tf32=True, warmup=0, repeats=1)
+        assert roofline.tf32_state() == {"matmul": "ieee", "conv": "ieee"}
 
 
 # --------------------------------------------------------------------------- GPU only
@@ -187,11 +164,10 @@ def test_cuda_measurements(keep_tf32_state):
     for pinned in (False, True):
         m = roofline.h2d_gbps(nbytes, pinned=pinned, warmup=1, repeats=3)
         assert _finite_positive(m.value) and m.device == "cuda" and m.cost.nbytes == nbytes
-    for tf32 in (False, True):
-        m = roofline.matmul_gflops(256, "fp32", "cuda", tf32=tf32, warmup=1, repeats=3)
-        assert _finite_positive(m.value) and m.dtype == ("tf32" if tf32 else "fp32")
-    assert roofline.tf32_state()["float32_matmul_precision"] == \
-        torch.get_float32_matmul_precision()
+    for use_tf32 in (False, True):
+        m = roofline.matmul_gflops(256, "fp32", "cuda", tf32=use_tf32, warmup=1, repeats=3)
+        assert _finite_positive(m.value) and m.dtype == ("tf32" if use_tf32 else "fp32")
+    assert roofline.tf32_state() == tf32.state()
     assert _finite_positive(roofline.copy_gbps(nbytes, "cuda", repeats=3).value)
     assert _finite_positive(roofline.elementwise_gbps(nbytes, "cuda", repeats=3).value)
     assert _finite_positive(roofline.reduction_gbps(nbytes, "cuda", repeats=3).value)

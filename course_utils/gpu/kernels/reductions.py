@@ -355,6 +355,8 @@ class SumPlan:
     method: str = "shared_tree"
     threads: int = 256
     blocks: int | None = None
+    counter_dtype: np.dtype | None = None  # ``atomic`` only: the counter's dtype (float64:
+    # many small additions into one float32 counter lose digits; past 2**24 they vanish)
     out: object = field(init=False, repr=False)
     partial: object = field(init=False, repr=False)
 
@@ -367,7 +369,13 @@ class SumPlan:
         if self.method == "warp_shuffle" and on_simulator():
             raise CourseError("method='warp_shuffle' needs a real GPU: the CUDA simulator has "
                               "no warp shuffles (cuda.shfl_down_sync)")
-        self.out = cuda.device_array(1, dtype=self.dtype)
+        self.counter_dtype = np.dtype(self.counter_dtype or self.dtype)
+        if self.counter_dtype not in FLOAT_DTYPES or (
+                self.counter_dtype != self.dtype and self.method != "atomic"):
+            raise UsageError(f"counter_dtype={self.counter_dtype} is not valid for "
+                             f"method={self.method!r}: only 'atomic' adds into a counter, "
+                             "float32 or float64")
+        self.out = cuda.device_array(1, dtype=self.counter_dtype)
         kernel = {"atomic": sum_atomic, "shared_tree": sum_shared_tree,
                   "warp_shuffle": sum_warp_shuffle, "two_pass": block_sums}[self.method]
         probe = (cuda.device_array(1, dtype=self.dtype), self.out)
@@ -401,6 +409,12 @@ class SumPlan:
         into the counter, or summed in a second pass. The rounding error of the sum is at
         most ``chain · eps · Σ|x|`` (see ``sum_tolerance``); never more than n - 1.
         """
+        own, combine = self._chains()
+        return max(1, min(own + combine, self.n - 1))
+
+    def _chains(self) -> tuple[int, int]:
+        """(additions in the thread's own loop, additions after it): for ``atomic`` the
+        second part happens in the counter, in ``counter_dtype``."""
         threads_total = self.blocks * self.threads
         own = -(-self.n // threads_total) + 2  # own elements, then a0 + a1 and a2 + a3
         tree = max(self.threads - 1, 0).bit_length()  # ceil(log2(threads))
@@ -410,11 +424,24 @@ class SumPlan:
             "warp_shuffle": 10 + self.blocks,
             "two_pass": tree + (-(-self.blocks // self.threads) + 2 + tree),
         }[self.method]
-        return max(1, min(own + combine, self.n - 1))
+        return own, combine
+
+    def tolerance(self, x: np.ndarray) -> float:
+        """The rounding bound of this plan's sum of ``x`` (see ``sum_tolerance``), with the
+        counter's additions rounded in ``counter_dtype``. Compare it with the sum: a bound
+        near ``Σ|x|`` (``chain · eps`` near 1) would be a check that cannot fail."""
+        if self.counter_dtype == self.dtype:
+            return sum_tolerance(x, chain=self.chain, dtype=self.dtype)
+        own, combine = self._chains()
+        return (sum_tolerance(x, chain=min(own, self.n - 1), dtype=self.dtype)
+                + sum_tolerance(x, chain=min(combine, self.n - 1), dtype=self.counter_dtype))
 
     def describe(self) -> str:
+        counter = (f", {self.counter_dtype} counter" if self.counter_dtype != self.dtype
+                   else "")
         return (f"{self.method}: {self.blocks} blocks x {self.threads} threads "
-                f"for n={self.n} ({self.dtype}), longest chain of additions {self.chain}")
+                f"for n={self.n} ({self.dtype}{counter}), longest chain of additions "
+                f"{self.chain}")
 
 
 def reduce_sum(x, method: str = "shared_tree", *, threads: int = 256,
