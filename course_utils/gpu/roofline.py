@@ -46,6 +46,29 @@ DEVICE_NAMES = ("cpu", "cuda")
 _TORCH_DTYPES = {"fp64": "float64", "fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 
+# Generous upper bounds on what any machine of the kind can do, for a sanity check of a
+# measured peak: a figure above them is a broken measurement (a timer stopped before the
+# work ended, FLOPs counted twice), not a fast machine. CPU: per core and GHz, two 512-bit
+# FMA units (64 fp32 FLOP/cycle; 32 fp64) and AMX tiles for bf16/fp16 (2048), at most
+# 6 GHz. GPU: above every data-centre GPU's dense tensor-core peak to date (B200: about
+# 2.25 PFLOP/s in bf16; fp64 and plain fp32 well under 100 and 150 TFLOP/s).
+CPU_FLOP_PER_CYCLE_CEILING = {"fp64": 32, "fp32": 64, "bf16": 2048, "fp16": 2048}
+CPU_GHZ_CEILING = 6.0
+GPU_GFLOPS_CEILING = {"fp64": 100e3, "fp32": 150e3, "tf32": 1.25e6, "bf16": 2.5e6,
+                      "fp16": 2.5e6}
+
+
+def gflops_ceiling(dtype: str, device: str, cores: int | None = None) -> float:
+    """An upper bound on the matmul GFLOP/s of ``device`` in ``dtype`` ("tf32" too on a GPU);
+    see the constants above. ``cores`` (CPU) defaults to the cores this process may use."""
+    if device == "cuda":
+        return GPU_GFLOPS_CEILING[dtype]
+    from ..env import cpu_cores
+
+    cores = cpu_cores() if cores is None else cores
+    return cores * CPU_GHZ_CEILING * CPU_FLOP_PER_CYCLE_CEILING[check_dtype(dtype)]
+
+
 # --------------------------------------------------------------------------- validation
 
 def check_size(name: str, value: Any) -> int:

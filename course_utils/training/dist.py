@@ -359,20 +359,35 @@ def rank_from_env() -> tuple[int, int, int]:
     return rank, world, local
 
 
+def group_timeout(timeout_s: float | None = None) -> datetime.timedelta | None:
+    """The process group's timeout: ``timeout_s``, else the one ``launch`` passed
+    (``HPDL_DIST_TIMEOUT``: short, so that a notebook's Gloo run fails fast instead of
+    hanging), else None: PyTorch's own default (10 minutes for NCCL), for a script started
+    by hand on a cluster, where rank 0 may legitimately work alone for minutes (a
+    checkpoint, a first ``torch.compile``) while the others wait in a collective."""
+    value = timeout_s or os.environ.get(ENV_TIMEOUT)
+    if value is None or value == "":
+        return None
+    seconds = float(value)
+    if not seconds > 0:
+        raise UsageError(f"the process group timeout must be > 0 seconds, got {value!r}")
+    return datetime.timedelta(seconds=seconds)
+
+
 def init(backend: str | None = None, timeout_s: float | None = None) -> DistInfo:
     """Join the process group with an explicit timeout; pick the device for this rank.
 
     ``backend`` defaults to the launch's (``HPDL_DIST_BACKEND``, ``auto``): NCCL when CUDA
     is available with a GPU for every local rank, else Gloo. A collective that waits
-    longer than ``timeout_s`` (default: the launch's ``group_timeout``) fails instead of
-    hanging.
+    longer than ``timeout_s`` (default: the launch's ``group_timeout``; PyTorch's own
+    default outside ``launch``, see ``group_timeout``) fails instead of hanging.
     """
     import torch
     import torch.distributed as tdist
 
     backend = backend or os.environ.get(ENV_BACKEND, "auto")
     check_choice("backend", backend, BACKENDS)
-    timeout_s = float(timeout_s or os.environ.get(ENV_TIMEOUT, DEFAULT_GROUP_TIMEOUT_S))
+    timeout = group_timeout(timeout_s)
     rank, world, local = rank_from_env()
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if backend == "auto":  # a script started by hand with torchrun: same rule as launch()
@@ -383,8 +398,9 @@ def init(backend: str | None = None, timeout_s: float | None = None) -> DistInfo
         torch.cuda.set_device(device)
     if not tdist.is_initialized():
         init_file = os.environ.get(ENV_INIT_FILE)
-        kwargs: dict[str, Any] = {"backend": backend,
-                                  "timeout": datetime.timedelta(seconds=timeout_s)}
+        kwargs: dict[str, Any] = {"backend": backend}
+        if timeout is not None:
+            kwargs["timeout"] = timeout
         if "MASTER_ADDR" not in os.environ and init_file:
             kwargs.update(init_method=f"file://{init_file}", rank=rank, world_size=world)
         elif os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
@@ -393,7 +409,7 @@ def init(backend: str | None = None, timeout_s: float | None = None) -> DistInfo
             attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
             agent = tdist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]),
                                    world, is_master=False,
-                                   timeout=datetime.timedelta(seconds=timeout_s))
+                                   timeout=timeout or datetime.timedelta(minutes=10))
             kwargs.update(store=tdist.PrefixStore(f"hpdl/attempt_{attempt}", agent),
                           rank=rank, world_size=world)
         if backend == "nccl":

@@ -164,3 +164,18 @@ def test_auto_backend_is_one_choice_for_all_ranks(monkeypatch):
     monkeypatch.setattr(device, "cuda_gpu_count", lambda: 0)
     assert dist.resolve_backend("auto", 1) == "gloo"
     assert dist.resolve_backend("gloo", 8) == "gloo"
+
+
+def test_group_timeout_is_short_only_for_the_courses_own_launches(monkeypatch):
+    """A script taken to a cluster (torchrun by hand) gets PyTorch's default, not the
+    notebooks' 60 s: rank 0 may work alone longer than that (a checkpoint, a compile)."""
+    import datetime
+
+    monkeypatch.delenv(dist.ENV_TIMEOUT, raising=False)
+    assert dist.group_timeout() is None  # PyTorch decides (NCCL: 10 minutes)
+    monkeypatch.setenv(dist.ENV_TIMEOUT, "60")  # what launch() sets for its ranks
+    assert dist.group_timeout() == datetime.timedelta(seconds=60)
+    assert dist.group_timeout(5) == datetime.timedelta(seconds=5)
+    monkeypatch.setenv(dist.ENV_TIMEOUT, "-1")
+    with pytest.raises(UsageError, match="timeout must be > 0"):
+        dist.group_timeout()

@@ -195,3 +195,13 @@ def test_simulator_size_guard():
 def test_register_blocked_factory_rejects_uneven_tiles():
     with pytest.raises(UsageError, match="split evenly"):
         memory.make_matmul_register_blocked(64, 64, 8, 3, 4)
+
+
+def test_bank_ways_count_distinct_words_so_a_broadcast_is_free():
+    from course_utils.gpu.kernels import memory as m
+
+    assert m.warp_bank_ways([7] * 32) == 1          # one word, broadcast to every lane
+    assert m.warp_bank_ways(list(range(32))) == 1   # 32 consecutive words: 32 banks
+    assert m.warp_bank_ways([32 * i for i in range(32)]) == 32  # a column of a 32-wide tile
+    assert m.warp_bank_ways([0, 32] * 16) == 2      # two words of bank 0, each read 16 times
+    assert m.bank_conflict_ways(32) == 32 and m.bank_conflict_ways(33) == 1

@@ -260,11 +260,13 @@ def test_bad_lesson_knobs_name_the_knob(knob, value, fragment):
 
 # ------------------------------------------------------------------------- SLURM scripts
 SBATCH = {"slurm_torchrun_1node.sbatch": ["--standalone",
-                                          '--nproc-per-node="$SLURM_GPUS_ON_NODE"'],
+                                          '--nproc-per-node="$GPUS"',
+                                          "GPUS=${SLURM_GPUS_ON_NODE:-"],
           "slurm_torchrun_multinode.sbatch": [
               '--nnodes="$SLURM_NNODES"', "--rdzv-backend=c10d",
               '--rdzv-endpoint="$head_node:29500"', '--rdzv-id="$SLURM_JOB_ID"',
-              "scontrol show hostnames", "srun torchrun"]}
+              "scontrol show hostnames",
+              'srun --cpus-per-task="${SLURM_CPUS_PER_TASK:-1}"']}
 
 
 @pytest.mark.parametrize("name", sorted(SBATCH))
@@ -299,7 +301,7 @@ def test_sbatch_scripts_build_the_torchrun_command(tmp_path, name, want):
     (tmp_path / "venv" / "bin" / "activate").write_text("")
     log = tmp_path / "calls.txt"
     _stub(bin_dir, "torchrun", f'echo "torchrun $*" >> {log}\n')
-    _stub(bin_dir, "srun", f'echo "srun" >> {log}\nexec "$@"\n')
+    _stub(bin_dir, "srun", f'echo "srun $1" >> {log}\nshift\nexec "$@"\n')
     # A long node list, as on a big cluster: far more than a pipe's 64 KiB buffer, so that
     # a reader that stops after the first line (`| head -n 1` under pipefail) kills the
     # stand-in with SIGPIPE and the script fails with 141, as it would in a real job.
@@ -315,6 +317,24 @@ def test_sbatch_scripts_build_the_torchrun_command(tmp_path, name, want):
     calls = log.read_text()
     assert f"torchrun {want}" in calls, (calls, run.stdout, run.stderr)
     assert ("srun" in calls) == ("multinode" in name)
+    if "multinode" in name:  # Slurm >= 22.05: srun must be given the task's CPUs itself
+        assert "srun --cpus-per-task=32" in calls, calls
+
+
+def test_one_node_script_without_gpus_says_how_to_ask_for_them(tmp_path):
+    """Under `set -u` an unset SLURM_GPUS_ON_NODE used to end in 'unbound variable'."""
+    (tmp_path / "venv" / "bin").mkdir(parents=True)
+    (tmp_path / "venv" / "bin" / "activate").write_text("")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    _stub(bin_dir, "nvidia-smi", "exit 9\n")  # no driver, no GPU
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    env.update(PATH=f"{bin_dir}:{os.environ['PATH']}", HPDL_VENV=str(tmp_path / "venv"))
+    run = subprocess.run(["bash", str(SCRIPTS / "slurm_torchrun_1node.sbatch"), "train.py"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2, (run.stdout, run.stderr)
+    assert "no GPU on this node" in run.stderr and "--gres=gpu:N" in run.stderr
+    assert "unbound variable" not in run.stderr
 
 
 # ------------------------------------------------------------- one launch: a real all-reduce

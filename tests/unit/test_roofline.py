@@ -178,3 +178,14 @@ def test_cuda_measurements(keep_tf32_state):
 def test_module_available_survives_missing_parents():
     assert roofline.module_available("json")
     assert not roofline.module_available("no_such_package_hpdl.sub")
+
+
+def test_gflops_ceiling_bounds_real_peaks_and_catches_broken_timings():
+    # 2 cores, fp32: 2 x 6 GHz x 64 FLOP/cycle = 768 GFLOP/s
+    assert roofline.gflops_ceiling("fp32", "cpu", cores=2) == 768
+    assert roofline.gflops_ceiling("bf16", "cuda") > 989e3  # H100 SXM dense bf16
+    assert roofline.gflops_ceiling("fp32", "cuda") > 67e3   # H100 SXM fp32
+    m = roofline.matmul_gflops(64, "fp32", "cpu", warmup=1, repeats=3)
+    assert 0 < m.value < roofline.gflops_ceiling("fp32", "cpu")
+    # a timing that stopped too early (1 ns for a 2 GFLOP product) is far above it
+    assert 2 * 1024**3 / 1e-9 / 1e9 > roofline.gflops_ceiling("fp32", "cpu")

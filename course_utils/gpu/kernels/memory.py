@@ -25,6 +25,7 @@ Import this module only after ``course_utils.setup()``: it imports ``numba.cuda`
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -462,6 +463,19 @@ def warp_sectors(stride: int, *, lanes: int = 32, word_bytes: int = 4,
     return len({(lane * stride * word_bytes) // sector_bytes for lane in range(lanes)})
 
 
+def warp_bank_ways(words: Sequence[int], *, banks: int = 32) -> int:
+    """The cost, in shared-memory cycles, of one warp access to the 4-byte ``words`` (one
+    index per lane): the largest number of *distinct* words that fall in one bank. Lanes
+    that read the same word are served together (the word is broadcast to them), so 32
+    lanes reading one word cost 1, not 32."""
+    if not words:
+        raise UsageError("words is empty: give one shared-memory word index per lane")
+    distinct: dict[int, set[int]] = {}
+    for word in words:
+        distinct.setdefault(int(word) % banks, set()).add(int(word))
+    return max(len(ws) for ws in distinct.values())
+
+
 def bank_conflict_ways(row_words: int, *, lanes: int = 32, banks: int = 32) -> int:
     """How many lanes of a warp hit the same shared-memory bank when lane i reads
     ``tile[i, c]`` of a tile whose rows are ``row_words`` 4-byte words long.
@@ -470,11 +484,7 @@ def bank_conflict_ways(row_words: int, *, lanes: int = 32, banks: int = 32) -> i
     (32-way conflict: the reads are serialised); rows of 33 words spread it over all 32.
     """
     row_words = _check_int("row_words", row_words)
-    counts: dict[int, int] = {}
-    for lane in range(lanes):
-        bank = (lane * row_words) % banks
-        counts[bank] = counts.get(bank, 0) + 1
-    return max(counts.values())
+    return warp_bank_ways([lane * row_words for lane in range(lanes)], banks=banks)
 
 
 def check_simulator_size(name: str, value: int, limit: int) -> None:
