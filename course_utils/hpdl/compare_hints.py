@@ -61,7 +61,8 @@ HINTS: tuple[Hint, ...] = (
          "pinned memory gives little: the DataLoader is not pinning (pin_memory=True) or "
          "the copies are not asynchronous (.to(device, non_blocking=True))"),
     Hint(("ladder_workers_speedup", "ladder_workers_samples_per_s",
-          "mnist1d_dataloader_samples_per_s"), "below",
+          "mnist1d_dataloader_batched_samples_per_s",
+          "mnist1d_dataloader_per_sample_samples_per_s"), "below",
          "data loading slow: fewer CPU cores for num_workers than on the reference (see "
          "`hpdl env`), workers restarted every epoch (persistent_workers=True), or other "
          "programs on the CPU"),

@@ -115,9 +115,11 @@ def speedup(t1: ArrayLike, tp: ArrayLike) -> float | np.ndarray:
     return _out(t1_ / tp_)
 
 
-def efficiency(speedup: ArrayLike, workers: ArrayLike) -> float | np.ndarray:
-    """Parallel (strong-scaling) efficiency ``speedup / workers``: 1.0 is perfect,
-    0.5 means half of the workers' time is lost to serial parts, overheads or waiting."""
+def strong_scaling_efficiency(speedup: ArrayLike, workers: ArrayLike) -> float | np.ndarray:
+    """Strong-scaling efficiency ``speedup / workers`` for a *fixed* problem, the speed-up
+    being ``T_1 / T_p``: 1.0 is perfect, 0.5 means half of the workers' time is lost to
+    serial parts, overheads or waiting. For a problem that grows with the workers use
+    :func:`weak_scaling_efficiency`."""
     s = _values("speedup", speedup, minimum=0, strict=True)
     p = _values("workers", workers, minimum=1)
     _same_length(("speedup", "workers"), s, p)

@@ -28,7 +28,7 @@ def test_speedup_efficiency_and_weak_efficiency():
     assert scaling.speedup(8.0, 2.0) == pytest.approx(4.0)
     assert isinstance(scaling.speedup(8.0, 2.0), float)
     np.testing.assert_allclose(scaling.speedup(8.0, [8.0, 4.0, 2.5]), [1.0, 2.0, 3.2])
-    np.testing.assert_allclose(scaling.efficiency([1.0, 1.8, 3.2], [1, 2, 4]),
+    np.testing.assert_allclose(scaling.strong_scaling_efficiency([1.0, 1.8, 3.2], [1, 2, 4]),
                                [1.0, 0.9, 0.8])
     np.testing.assert_allclose(scaling.weak_scaling_efficiency(1.0, [1.0, 1.25, 2.0]),
                                [1.0, 0.8, 0.5])
@@ -79,8 +79,8 @@ def test_worker_counts_are_powers_of_two_plus_the_maximum(max_workers, expected)
     (lambda: scaling.gustafson_speedup([1, 0.5], 0.1), r"workers=\[1, 0.5\]"),
     (lambda: scaling.speedup(0.0, 1.0), r"t1=0.0 .* > 0"),
     (lambda: scaling.speedup(1.0, [1.0, -2.0]), r"tp=.* every value must be > 0"),
-    (lambda: scaling.efficiency(2.0, 0), r"workers=0"),
-    (lambda: scaling.efficiency([1.0, 2.0], [1, 2, 4]), r"same length"),
+    (lambda: scaling.strong_scaling_efficiency(2.0, 0), r"workers=0"),
+    (lambda: scaling.strong_scaling_efficiency([1.0, 2.0], [1, 2, 4]), r"same length"),
     (lambda: scaling.weak_scaling_efficiency(1.0, float("nan")), r"tp=nan .* finite"),
     (lambda: scaling.fit_amdahl([1, 1], [1.0, 1.0]), r"workers=\[1, 1\] .* > 1"),
     (lambda: scaling.fit_amdahl([1, 2], [1.0]), r"same length"),

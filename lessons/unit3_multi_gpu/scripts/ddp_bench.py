@@ -34,8 +34,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--width", type=int, default=16, help="SmallResNet width")
     parser.add_argument("--blocks", type=int, default=1, help="SmallResNet blocks per stage")
     parser.add_argument("--batch-size", type=int, default=16, help="images per rank per step")
-    parser.add_argument("--bucket-cap-mb", type=float, nargs="+", default=[25.0],
-                        help="DDP bucket sizes to time, in MB (PyTorch's default: 25)")
+    parser.add_argument("--bucket-cap-mb", nargs="+", default=["default"],
+                        help="DDP bucket sizes to time, in MiB, or 'default': PyTorch's "
+                             "own choice (bucket_cap_mb=None: 25 MiB, but a first bucket "
+                             "of 1 MiB; an explicit 25 makes the first bucket 25 MiB too)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     parser.add_argument("--repeats", type=int, default=5, help="timed steps")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads per rank")
@@ -44,8 +46,16 @@ def parse_args() -> argparse.Namespace:
     for name in ("width", "blocks", "batch_size", "repeats", "threads"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
-    if min(args.bucket_cap_mb) <= 0:
-        parser.error("--bucket-cap-mb must be > 0")
+    caps = []
+    for cap in args.bucket_cap_mb:
+        try:
+            value = None if cap == "default" else float(cap)
+        except ValueError:
+            parser.error(f"--bucket-cap-mb {cap!r}: give numbers of MiB or 'default'")
+        if value is not None and value <= 0:
+            parser.error("--bucket-cap-mb must be > 0")
+        caps.append(value)
+    args.bucket_cap_mb = caps
     return args
 
 
@@ -65,8 +75,11 @@ def main() -> None:
     for cap in args.bucket_cap_mb:
         torch.manual_seed(args.seed)
         net = models.SmallResNet(width=args.width, blocks=args.blocks).to(device)
+        # broadcast_buffers=False: no broadcast of the batch-norm buffers before each
+        # forward (DDP's default), so that the step's communication is the gradient
+        # all-reduce alone, which is what the bucket sizes change.
         model = DDP(net, device_ids=[device] if device.type == "cuda" else None,
-                    bucket_cap_mb=cap)
+                    bucket_cap_mb=cap, broadcast_buffers=False)
         opt = make_optimizer(model, "sgd", 0.01, 0.0, 0.9)
         step = ddp.make_train_step(model, opt, X, y)
         timing = benchmark(step, warmup=args.warmup, repeats=args.repeats, sync="torch")
@@ -76,10 +89,11 @@ def main() -> None:
                 step()
 
         compute = benchmark(local_step, warmup=1, repeats=args.repeats, sync="torch")
-        runs.append({"bucket_cap_mb": cap, "median_s": timing.median, "min_s": timing.min,
+        label = "default" if cap is None else cap
+        runs.append({"bucket_cap_mb": label, "median_s": timing.median, "min_s": timing.min,
                      "samples_per_s": info.world_size * args.batch_size / timing.median,
                      "compute_median_s": compute.median, "buckets": ddp.ddp_buckets(model)})
-        print(f"rank {info.rank}: bucket_cap_mb={cap:g}: step {timing}; "
+        print(f"rank {info.rank}: bucket_cap_mb={label}: step {timing}; "
               f"compute only {compute}; buckets {runs[-1]['buckets']}")
     params = models.count_parameters(net)
     dist.save_result({"rank": info.rank, "world_size": info.world_size,
