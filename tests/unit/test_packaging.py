@@ -57,7 +57,37 @@ def test_pyproject_declares_the_course_package():
     project = _pyproject()
     assert project["requires-python"] == ">=3.10"
     assert project["scripts"]["hpdl"] == "course_utils.hpdl.cli:main"
-    assert any(r.startswith("torch>=2.4") for r in project["dependencies"])
+    assert any(r.startswith("torch>=2.7") for r in project["dependencies"])
+
+
+def test_the_locked_versions_satisfy_the_declared_ranges():
+    """What CI installs (the lock) is inside what pyproject.toml promises, so the ranges are
+    proven at least at one point; numba-cuda is bound to the series the tests pass with."""
+    from packaging.requirements import Requirement
+
+    locked = {}
+    for line in (REPO / "requirements" / "lock.txt").read_text().splitlines():
+        if "==" in line and not line.startswith("#"):
+            name, version = line.split("==")
+            locked[name.strip().lower().replace("_", "-")] = version.strip()
+    checked = 0
+    for text in _pyproject()["dependencies"]:
+        req = Requirement(text)
+        name = req.name.lower().replace("_", "-")
+        if name in locked:
+            assert req.specifier.contains(locked[name], prereleases=True), (text, locked[name])
+            checked += 1
+    assert checked >= 10
+    numba_cuda = next(Requirement(t) for t in _pyproject()["dependencies"]
+                      if t.startswith("numba-cuda"))
+    assert not numba_cuda.specifier.contains("0.31.0"), "numba-cuda needs an upper bound"
+
+
+def test_the_apis_behind_the_torch_floor_exist():
+    import torch
+    from torch.distributed.fsdp import fully_shard  # noqa: F401 - lesson 14 (2.6 and later)
+
+    assert hasattr(torch.distributed, "reduce_scatter_tensor")  # lesson 12
 
 
 def test_ci_runs_the_readme_test_command():
