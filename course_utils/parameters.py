@@ -260,10 +260,10 @@ RULES: dict[str, dict[str, Rule]] = {
     "lab2_cuda_kernels": {
         "threads": BLOCK, "block_x": BLOCK, "block_y": BLOCK, "saxpy_n": COUNT,
         "saxpy_blocks": COUNT, "image_rows": COUNT, "image_cols": COUNT, "speed_n": COUNT,
-        "min_speedup": POSITIVE, "warmup": COUNT0, "repeats": COUNT},
+        "min_speedup": POSITIVE, "warmup": COUNT0, "repeats": COUNT, "launches": COUNT},
     "lab3_reduction_histogram": {
         "threads": BLOCK, "blocks": COUNT, "nbins": COUNT, "sum_n": COUNT, "hist_n": COUNT,
-        "warmup": COUNT0, "repeats": COUNT},
+        "warmup": COUNT0, "repeats": COUNT, "launches": COUNT},
     "single_gpu_perf": {
         "width": COUNT, "blocks": COUNT, "batch_size": COUNT, "n_images": COUNT,
         "steps": COUNT, "warmup": COUNT0, "repeats": COUNT, "num_workers": COUNT,

@@ -85,7 +85,8 @@ def lab2_settings(cfg: Mapping[str, Any]) -> dict[str, Any]:
     (out["threads"],) = check_block(cfg["threads"], name="THREADS")
     block = (cfg["block_x"], cfg["block_y"])
     out["block_x"], out["block_y"] = check_block(block, name="(BLOCK_X, BLOCK_Y)")
-    for key in ("saxpy_n", "saxpy_blocks", "image_rows", "image_cols", "speed_n", "repeats"):
+    for key in ("saxpy_n", "saxpy_blocks", "image_rows", "image_cols", "speed_n", "repeats",
+                "launches"):
         out[key] = _int(key.upper(), cfg[key])
     out["warmup"] = _int("WARMUP", cfg["warmup"], low=0)
     speedup = cfg["min_speedup"]
@@ -103,7 +104,7 @@ def lab3_settings(cfg: Mapping[str, Any]) -> dict[str, Any]:
     if out["nbins"] > MAX_SHARED_INT32:
         raise UsageError(f"NBINS={out['nbins']} is not valid: a block's int32 histogram must "
                          f"fit in 48 KiB of shared memory, so NBINS <= {MAX_SHARED_INT32}")
-    for key in ("blocks", "sum_n", "hist_n", "repeats"):
+    for key in ("blocks", "sum_n", "hist_n", "repeats", "launches"):
         out[key] = _int(key.upper(), cfg[key])
     out["warmup"] = _int("WARMUP", cfg["warmup"], low=0)
     return out

@@ -16,9 +16,13 @@ business, through their quick-profile sizes).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from ..errors import UsageError
+
+if TYPE_CHECKING:
+    from ..timing import Timing
 
 MAX_THREADS_PER_BLOCK = 1024
 MAX_BLOCK_DIM = (1024, 1024, 64)
@@ -142,3 +146,27 @@ def occupancy_blocks_per_sm(threads_per_block: int, *, max_threads_per_sm: int =
     by_threads = max_threads_per_sm // (warps * WARP_SIZE)
     by_shared = shared_per_sm // shared_bytes if shared_bytes else max_blocks_per_sm
     return max(0, min(by_threads, max_blocks_per_sm, by_shared))
+
+
+def benchmark_launches(launch: Callable[[], object], *, launches: int = 1, warmup: int = 1,
+                       repeats: int = 5) -> Timing:
+    """``course_utils.benchmark`` of ``launch()`` called ``launches`` times back to back,
+    with the times given *per launch*.
+
+    Launching a Numba kernel costs the CPU some microseconds; a kernel that runs for less
+    than about 10 of them would be timed as mostly launch overhead. Queued launches run
+    back to back on the GPU while Python queues the next, so the GPU's time per launch
+    shows through. The Timing is marked meaningless on the simulator.
+    """
+    from ..timing import Timing, benchmark
+
+    if isinstance(launches, bool) or not isinstance(launches, int) or launches < 1:
+        raise UsageError(f"launches={launches!r} is not valid; it must be an integer >= 1")
+
+    def queue() -> None:
+        for _ in range(launches):
+            launch()
+
+    t = benchmark(queue, warmup=warmup, repeats=repeats, sync="numba")
+    return Timing(times=[s / launches for s in t.times], warmup=t.warmup, synced=t.synced,
+                  simulator=t.simulator)

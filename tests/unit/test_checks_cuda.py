@@ -483,9 +483,9 @@ def test_histogram_cases_cover_every_bin_and_odd_sizes():
 # --------------------------------------------------------------------------- settings
 LAB2 = {"threads": 64, "block_x": 8, "block_y": 8, "saxpy_n": 1001, "saxpy_blocks": 2,
         "image_rows": 24, "image_cols": 40, "speed_n": 2048, "min_speedup": 3.0,
-        "warmup": 0, "repeats": 1}
+        "warmup": 0, "repeats": 1, "launches": 1}
 LAB3 = {"threads": 64, "blocks": 3, "nbins": 100, "sum_n": 1001, "hist_n": 1001,
-        "warmup": 0, "repeats": 1}
+        "warmup": 0, "repeats": 1, "launches": 1}
 
 
 def test_good_settings_pass_through():

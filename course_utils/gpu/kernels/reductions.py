@@ -40,7 +40,7 @@ from numba import cuda
 from ...cudasim import on_simulator
 from ...errors import CourseError, UsageError, check_choice, check_positive
 from ...timing import Timing
-from ..launch import WARP_SIZE, blocks_for, check_block
+from ..launch import WARP_SIZE, benchmark_launches, blocks_for, check_block  # noqa: F401
 
 MAX_THREADS = 1024  # shared arrays must have a compile-time size: room for the largest block
 MAX_WARPS = MAX_THREADS // WARP_SIZE
@@ -476,29 +476,6 @@ def sum_tolerance(x: np.ndarray, *, chain: int | None = None, dtype=None) -> flo
     chain = max(x.size - 1, 1) if chain is None else check_count(chain, "chain")
     eps = np.finfo(np.dtype(dtype or x.dtype)).eps
     return float(chain * eps * np.sum(np.abs(x), dtype=np.float64))
-
-
-def benchmark_launches(launch: Callable[[], object], *, launches: int = 1, warmup: int = 1,
-                       repeats: int = 5) -> Timing:
-    """``course_utils.benchmark`` of ``launch()`` called ``launches`` times back to back,
-    with the times given *per launch*.
-
-    Launching a Numba kernel costs the CPU some microseconds; a kernel that runs for less
-    than about 10 of them would be timed as mostly launch overhead. Queued launches run
-    back to back on the GPU while Python queues the next, so the GPU's time per launch
-    shows through. The Timing is marked meaningless on the simulator.
-    """
-    from ...timing import benchmark
-
-    launches = check_count(launches, "launches")
-
-    def queue() -> None:
-        for _ in range(launches):
-            launch()
-
-    t = benchmark(queue, warmup=warmup, repeats=repeats, sync="numba")
-    return Timing(times=[s / launches for s in t.times], warmup=t.warmup, synced=t.synced,
-                  simulator=t.simulator)
 
 
 # -------------------------------------------------------------------------- histograms
