@@ -7,6 +7,7 @@
 #   make lint    the pre-commit hooks on every file: ruff, notebooks stored without outputs
 #   make lab     JupyterLab on the course
 #   make student regenerate labs/*.ipynb from labs/solutions/
+#   make gpu-check  on a GPU node (its CUDA PyTorch active): everything a GPU can prove
 #
 # Variables: PROFILE=quick|full|auto, DEVICE=auto|cpu|cuda, LOCK=0 (install the ranges of
 # pyproject.toml into an active environment that already has its own PyTorch, e.g. a GPU
@@ -37,7 +38,7 @@ HPDL := $(PY) -m course_utils.hpdl.cli
 VENV_PATH := $(if $(filter .venv/bin/python,$(PY)),PATH="$(CURDIR)/.venv/bin:$$PATH",)
 NOTEBOOKS = $(shell find lessons labs -name '*.ipynb' -not -path '*/.ipynb_checkpoints/*')
 
-.PHONY: install run test lab student lint lock clean
+.PHONY: install run test lab student lint lock clean gpu-check
 
 install: $(STAMP)
 
@@ -72,6 +73,13 @@ lint: install
 	else \
 	  $(PY) -m ruff check . && $(PY) -m course_utils.hpdl.hygiene $(NOTEBOOKS); \
 	fi
+
+# On a GPU node, in an environment whose PyTorch has CUDA (not the CPU-only lock): every
+# notebook in the full profile on CUDA, the GPU tests, NCCL, measured peaks against the data
+# sheet -> build/gpu-check/gpu-check.md and results/reference/<gpu>.json.
+gpu-check: LOCK := 0
+gpu-check: install
+	MPLBACKEND=Agg NUMBA_ENABLE_CUDASIM=0 $(HPDL) gpu-check
 
 lab: install
 	$(PY) -m jupyter lab lessons/00_start_here.ipynb

@@ -1,5 +1,5 @@
 """The ``hpdl`` command: ``env``, ``run``, ``student``, ``grade``, ``compare``, ``site``,
-``colab``.
+``colab``, ``gpu-check``.
 
 Exit status: 0 success, 1 some notebook failed (``run``) or the student notebooks are out
 of date (``student --check``), 2 bad usage (one line on stderr, nothing written).
@@ -96,6 +96,17 @@ def _build_parser() -> argparse.ArgumentParser:
                         help="the folder of `hpdl run` holding results.json (default: build/)")
     p_site.add_argument("--out", default=None, metavar="DIR",
                         help="the site's folder, replaced on each build (default: build/site/)")
+    p_gpu = sub.add_parser(
+        "gpu-check", help="on a GPU node: every notebook on CUDA, GPU tests, NCCL, peaks",
+        description="Run every lesson and lab master in the full profile on CUDA, the tests "
+        "marked gpu, a collective smoke test on NCCL (1 rank, and one per GPU), and check "
+        "every measured peak against the GPU's data sheet (40-105 %%). Writes OUT/gpu-check.md "
+        "and results/reference/<gpu>.json. Exit status: 0 all passed, 1 a part failed, 2 "
+        "bad usage (e.g. no CUDA GPU).")
+    p_gpu.add_argument("--out", default=None, metavar="DIR",
+                       help="folder for the run and the report (default: build/gpu-check/)")
+    p_gpu.add_argument("--timeout", type=float, default=600,
+                       help="seconds each notebook (and the GPU tests) may run (default 600)")
     p_colab = sub.add_parser(
         "colab", help="put the Open-in-Colab badge and the Colab guard in every notebook",
         description="Write the Open-in-Colab badge (under the title) and the Colab guard (top "
@@ -148,6 +159,16 @@ def _cmd_student(args: argparse.Namespace) -> int:
     for path in written:
         print(f"wrote {path.relative_to(paths.REPO_ROOT)}")
     return 0
+
+
+def _cmd_gpu_check(args: argparse.Namespace) -> int:
+    from .gpucheck import gpu_check, report_markdown
+
+    if args.timeout <= 0:
+        raise UsageError(f"--timeout {args.timeout}: must be a positive number of seconds")
+    check = gpu_check(args.out, timeout=args.timeout)
+    print(report_markdown(check))
+    return 0 if check.ok else 1
 
 
 def _cmd_grade(args: argparse.Namespace) -> int:
@@ -211,6 +232,7 @@ def _cmd_colab(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"env": _cmd_env, "run": _cmd_run, "student": _cmd_student, "grade": _cmd_grade,
+            "gpu-check": _cmd_gpu_check,
             "compare": _cmd_compare, "site": _cmd_site, "colab": _cmd_colab}
 
 

@@ -74,3 +74,14 @@ def test_run_help_documents_the_schema():
 
 def test_make_notebook_fixture(tmp_path):
     assert make_notebook(tmp_path / "x.ipynb", ["1"]).exists()
+
+
+def test_gpu_check_without_a_gpu_says_what_to_do():
+    from course_utils.device import gpu_available
+
+    if gpu_available():
+        pytest.skip("this machine has a GPU: gpu-check would run")
+    result = hpdl("gpu-check", "--out", "build/never")
+    assert result.returncode == 2
+    assert "needs a CUDA GPU" in result.stderr and "make gpu-check" in result.stderr
+    assert "Traceback" not in result.stderr
