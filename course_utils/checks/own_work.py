@@ -13,6 +13,7 @@ course teaches it.
 from __future__ import annotations
 
 import contextlib
+import dis
 import functools
 import importlib
 import inspect
@@ -102,11 +103,19 @@ def _refers_into_package(module: types.ModuleType, names: set[str]) -> str | Non
     return None
 
 
+def _globals_read(func: types.FunctionType) -> set[str]:
+    """The global names ``func``'s code (nested functions included) reads, not the
+    attribute names it uses: ``self.check`` must not be taken for the global ``check``."""
+    return {ins.argval for code in _code_objects(func.__code__)
+            for ins in dis.get_instructions(code)
+            if ins.opname in ("LOAD_GLOBAL", "LOAD_NAME") and isinstance(ins.argval, str)}
+
+
 def _course_reference(func: types.FunctionType) -> tuple[str, str, Any] | None:
     """The first global name in ``func``'s code that leads to course code:
     (name, module it comes from, the object)."""
     names = {n for code in _code_objects(func.__code__) for n in code.co_names}
-    for name in sorted(names):
+    for name in sorted(_globals_read(func)):
         if name not in func.__globals__:
             continue
         obj = func.__globals__[name]
@@ -142,7 +151,7 @@ def require_own(obj: Any, what: str) -> None:
             raise AssertionError(
                 f"{where} uses {name} from {module}, the course's own code "
                 f"({ANSWER_MODULES[module]}): the lab asks you to write this part yourself")
-        for name in {n for code in _code_objects(func.__code__) for n in code.co_names}:
+        for name in _globals_read(func):
             helper = func.__globals__.get(name)
             if helper is None or helper is obj or isinstance(helper, type):
                 continue

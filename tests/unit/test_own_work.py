@@ -205,3 +205,23 @@ def block_sum_importing_lesson09_inside(x, partial):
 def test_a_kernel_importing_course_device_functions_is_caught_when_it_runs():
     with pytest.raises(AssertionError, match="ran course_utils.gpu.kernels.reductions"):
         cc.check_block_sum(block_sum_importing_lesson09_inside, threads=THREADS)
+
+
+check = own_work  # a global that happens to share a name with an attribute below
+
+
+class LayerWithAttributeNamedLikeACourseModule:
+    """``self.check`` is an attribute, not the global ``check`` (a course module here)."""
+
+    def __init__(self):
+        self.check = 0
+
+    def forward(self, x):
+        self.check += 1
+        return np.maximum(x, 0.0)
+
+
+def test_attribute_names_are_not_taken_for_course_globals():
+    own_work.require_own(LayerWithAttributeNamedLikeACourseModule, "ReLU")
+    with pytest.raises(AssertionError, match="uses check"):
+        own_work.require_own(lambda x: check.answer_module(x), "answer")
