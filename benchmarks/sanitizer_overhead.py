@@ -59,16 +59,16 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg2 = lab2["cfg"]
     cases = {
-        "lab 2 saxpy": lambda: cc.check_saxpy(lab2["saxpy_grid_stride"],
-                                              threads=cfg2["threads"]),
+        "lab 2 sgd momentum": lambda: cc.check_sgd_momentum(lab2["sgd_momentum"],
+                                                            threads=cfg2["threads"]),
         "lab 2 blur": lambda: cc.check_blur(lab2["blur"],
                                             block=(cfg2["block_x"], cfg2["block_y"])),
-        "lab 2 tiled matmul": lambda: cc.check_matmul_tiled(lab2["matmul_tiled"],
+        "lab 2 tiled linear": lambda: cc.check_linear_tiled(lab2["linear_tiled"],
                                                             tile=lab2["TILE"]),
-        "lab 3 block sums": lambda: cc.check_block_sum(lab3["block_sum"],
-                                                       threads=lab3["THREADS"]),
-        "lab 3 two-pass sum": lambda: cc.check_reduce_sum(
-            lab3["reduce_sum"], threads=lab3["THREADS"], block_sum=lab3["block_sum"]),
+        "lab 3 block amax": lambda: cc.check_block_amax(lab3["block_amax"],
+                                                        threads=lab3["THREADS"]),
+        "lab 3 two-pass amax": lambda: cc.check_reduce_amax(
+            lab3["reduce_amax"], threads=lab3["THREADS"], block_amax=lab3["block_amax"]),
         "lab 3 histogram": lambda: cc.check_histogram(
             lab3["histogram_shared"], threads=lab3["THREADS"], nbins=lab3["NBINS"]),
     }

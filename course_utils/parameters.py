@@ -258,11 +258,11 @@ RULES: dict[str, dict[str, Rule]] = {
         "cublas_n": COUNT, "launches": COUNT, "warmup": COUNT0, "repeats": COUNT,
         "roof_tolerance": Number(1.0, inclusive=True), "ncu_timeout": Number(inclusive=True)},
     "lab2_cuda_kernels": {
-        "threads": BLOCK, "block_x": BLOCK, "block_y": BLOCK, "saxpy_n": COUNT,
-        "saxpy_blocks": COUNT, "image_rows": COUNT, "image_cols": COUNT, "speed_n": COUNT,
+        "threads": BLOCK, "block_x": BLOCK, "block_y": BLOCK, "sgd_n": COUNT,
+        "sgd_blocks": COUNT, "image_rows": COUNT, "image_cols": COUNT, "speed_n": COUNT,
         "min_speedup": POSITIVE, "warmup": COUNT0, "repeats": COUNT, "launches": COUNT},
     "lab3_reduction_histogram": {
-        "threads": BLOCK, "blocks": COUNT, "nbins": COUNT, "sum_n": COUNT, "hist_n": COUNT,
+        "threads": BLOCK, "blocks": COUNT, "nbins": COUNT, "amax_n": COUNT, "hist_n": COUNT,
         "warmup": COUNT0, "repeats": COUNT, "launches": COUNT},
     "single_gpu_perf": {
         "width": COUNT, "blocks": COUNT, "batch_size": COUNT, "n_images": COUNT,

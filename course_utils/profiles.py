@@ -129,12 +129,12 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "repeats": 1, "roof_tolerance": 1.15, "ncu_timeout": 0.0,
         },
         "lab2_cuda_kernels": {  # quick: lab2_cuda_kernels (simulator: tiny grids)
-            "threads": 64, "block_x": 8, "block_y": 8, "saxpy_n": 1001, "saxpy_blocks": 2,
+            "threads": 64, "block_x": 8, "block_y": 8, "sgd_n": 1001, "sgd_blocks": 2,
             "image_rows": 16, "image_cols": 24, "speed_n": 2048, "min_speedup": 3.0,
             "warmup": 0, "repeats": 1, "launches": 1,
         },
         "lab3_reduction_histogram": {  # quick: lab3_reduction_histogram (simulator)
-            "threads": 64, "blocks": 3, "nbins": 100, "sum_n": 1001, "hist_n": 1001,
+            "threads": 64, "blocks": 3, "nbins": 100, "amax_n": 1001, "hist_n": 1001,
             "warmup": 0, "repeats": 1, "launches": 1,
         },
         "single_gpu_perf": {  # quick: single_gpu_perf (CPU: the rungs that apply, no compile)
@@ -274,12 +274,12 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "ncu_timeout": 90.0,
         },
         "lab2_cuda_kernels": {  # full: lab2_cuda_kernels
-            "threads": 256, "block_x": 16, "block_y": 16, "saxpy_n": 2**24,
-            "saxpy_blocks": 1024, "image_rows": 2048, "image_cols": 2048, "speed_n": 2048,
+            "threads": 256, "block_x": 16, "block_y": 16, "sgd_n": 2**24,
+            "sgd_blocks": 1024, "image_rows": 2048, "image_cols": 2048, "speed_n": 2048,
             "min_speedup": 3.0, "warmup": 2, "repeats": 10, "launches": 20,
         },
         "lab3_reduction_histogram": {  # full: lab3_reduction_histogram
-            "threads": 256, "blocks": 1024, "nbins": 100, "sum_n": 2**26, "hist_n": 2**26,
+            "threads": 256, "blocks": 1024, "nbins": 100, "amax_n": 2**26, "hist_n": 2**26,
             "warmup": 2, "repeats": 10, "launches": 20,
         },
         "single_gpu_perf": {  # full: single_gpu_perf (one GPU, every rung)

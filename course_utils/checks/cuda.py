@@ -85,7 +85,7 @@ def lab2_settings(cfg: Mapping[str, Any]) -> dict[str, Any]:
     (out["threads"],) = check_block(cfg["threads"], name="THREADS")
     block = (cfg["block_x"], cfg["block_y"])
     out["block_x"], out["block_y"] = check_block(block, name="(BLOCK_X, BLOCK_Y)")
-    for key in ("saxpy_n", "saxpy_blocks", "image_rows", "image_cols", "speed_n", "repeats",
+    for key in ("sgd_n", "sgd_blocks", "image_rows", "image_cols", "speed_n", "repeats",
                 "launches"):
         out[key] = _int(key.upper(), cfg[key])
     out["warmup"] = _int("WARMUP", cfg["warmup"], low=0)
@@ -104,7 +104,7 @@ def lab3_settings(cfg: Mapping[str, Any]) -> dict[str, Any]:
     if out["nbins"] > MAX_SHARED_INT32:
         raise UsageError(f"NBINS={out['nbins']} is not valid: a block's int32 histogram must "
                          f"fit in 48 KiB of shared memory, so NBINS <= {MAX_SHARED_INT32}")
-    for key in ("blocks", "sum_n", "hist_n", "repeats", "launches"):
+    for key in ("blocks", "amax_n", "hist_n", "repeats", "launches"):
         out[key] = _int(key.upper(), cfg[key])
     out["warmup"] = _int("WARMUP", cfg["warmup"], low=0)
     return out
@@ -314,12 +314,7 @@ def _unwritten_or_far(where: str, name: str, got: np.ndarray, unwritten_hint: st
         raise AssertionError(f"{where}: {name}[{_fmt(first)}] was never written ({count} of "
                              f"{got.size} entries still hold the NaN the check filled them "
                              f"with). {unwritten_hint}")
-    huge = ~(np.abs(got) < 1e20)
-    if huge.any():
-        first = _first(huge)
-        raise AssertionError(f"{where}: {name}[{_fmt(first)}] = {got[first]:.3g}: a thread "
-                             "read past the end of an input (the check puts 1e30 just after "
-                             f"each one). {far_hint}")
+    _far(where, name, got, far_hint)
 
 
 def _compare(where: str, name: str, got: np.ndarray, expected: np.ndarray, hint: str,
@@ -337,76 +332,93 @@ def _quarters(rng: np.random.Generator, shape: Any, low: int = 1, high: int = 8,
     return (values / denominator).astype(np.float32)
 
 
-# --------------------------------------------------------------------------- SAXPY
-_SAXPY_BOUNDS = ("Did you forget the bounds guard? The grid is rounded up to whole blocks, "
-                 "so the last threads must not touch memory: loop while i < out.size.")
+# --------------------------------------------------------------------------- SGD momentum
+_SGD_BOUNDS = ("Did you forget the bounds guard? The grid is rounded up to whole blocks, "
+               "so the last threads must not touch memory: loop while i < w.size.")
 _GRID_STRIDE = ("Start at cuda.grid(1); the grid-stride step must be cuda.gridsize(1), the "
                 "number of threads in the whole grid (gridDim.x * blockDim.x).")
+SGD_LR, SGD_MOMENTUM = 0.25, 0.5  # powers of two: every update below is exact in float32
 
 
-def saxpy_reference(a: float, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """``a * x + y`` in float32."""
-    return (np.float32(a) * x.astype(np.float32) + y.astype(np.float32)).astype(np.float32)
+def sgd_momentum_reference(lr: float, momentum: float, w: np.ndarray, g: np.ndarray,
+                           v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One step of ``torch.optim.SGD(momentum=momentum)`` (no dampening, no Nesterov, no
+    weight decay), in float32: ``v = momentum * v + g``, then ``w = w - lr * v`` with the
+    *new* v. Returns (w, v); the inputs are not changed."""
+    f32 = np.float32
+    v_new = (f32(momentum) * v.astype(f32) + g.astype(f32)).astype(f32)
+    w_new = (w.astype(f32) - f32(lr) * v_new).astype(f32)
+    return w_new, v_new
 
 
-def saxpy_cases(threads: int) -> list[tuple[int, int, bool]]:
-    """(n, blocks, in_place): one element; one thread per element with idle threads in the
-    last block; about ten elements per thread with two blocks, then the same in place."""
+def sgd_cases(threads: int) -> list[tuple[int, int]]:
+    """(n, blocks): one element; one thread per element with idle threads in the last
+    block; about ten elements per thread over two blocks (the grid-stride case)."""
     n_many = 10 * 2 * threads + 3
-    return [(1, grid_1d(1, threads)[0], False), (37, grid_1d(37, threads)[0], False),
-            (n_many, 2, False), (n_many, 2, True)]
+    return [(1, grid_1d(1, threads)[0]), (37, grid_1d(37, threads)[0]), (n_many, 2)]
 
 
-def check_saxpy(saxpy_grid_stride: Any, *, threads: int, seed: int = 201) -> None:
-    """``saxpy_grid_stride[blocks, threads](a, x, y, out)`` computes ``a * x + y`` for every
-    element, with any number of blocks, also in place (``out`` is ``y``)."""
-    kernel = _require_kernel(saxpy_grid_stride, "saxpy_grid_stride")
+def check_sgd_momentum(sgd_momentum: Any, *, threads: int, seed: int = 201) -> None:
+    """``sgd_momentum[blocks, threads](lr, momentum, w, g, v)`` takes one SGD step with
+    momentum in place, element by element (``sgd_momentum_reference``), with any number of
+    blocks, including far fewer threads than elements."""
+    kernel = _require_kernel(sgd_momentum, "sgd_momentum")
     (threads,) = check_block(threads, name="THREADS")
     rng = np.random.default_rng(check_seed(seed))
-    a = np.float32(1.5)
-    for n, blocks, in_place in saxpy_cases(threads):
-        x = _quarters(rng, n, denominator=8.0)
-        y = _quarters(rng, n, low=0, denominator=8.0)
-        expected = saxpy_reference(a, x, y)
-        mode = ", in place: out is y" if in_place else ""
-        where = f"saxpy_grid_stride on n={n} with {_config(blocks, threads)}{mode}"
-        d_x, d_y = _inputs(x, y)
-        out = d_y if in_place else _output((n,))
-        log = _launch(kernel, blocks, threads, (a, d_x.view, d_y.view, out.view), where,
-                      _SAXPY_BOUNDS)
-        got = _fetch_output(out, where, "out", _SAXPY_BOUNDS)
-        if not in_place:
-            many = blocks * threads < n
-            _unwritten_or_far(where, "out", got, (
-                f"Only {blocks * threads} threads for {n} elements: each thread must handle "
-                f"several. {_GRID_STRIDE}") if many else _SAXPY_BOUNDS, _SAXPY_BOUNDS)
-        else:
-            _check_updates(where, got, a, x, y)
-        _compare(where, "out", got, expected, "Expected out[i] = a * x[i] + y[i].")
+    lr, momentum = np.float32(SGD_LR), np.float32(SGD_MOMENTUM)
+    for n, blocks in sgd_cases(threads):
+        w0 = _quarters(rng, n, denominator=8.0)
+        g = _quarters(rng, n, denominator=8.0)
+        v0 = _quarters(rng, n, low=0, denominator=8.0)
+        w_expected, v_expected = sgd_momentum_reference(lr, momentum, w0, g, v0)
+        where = (f"sgd_momentum on n={n} with {_config(blocks, threads)} (lr={lr:g}, "
+                 f"momentum={momentum:g})")
+        d_w, d_g, d_v = _inputs(w0, g, v0)
+        log = _launch(kernel, blocks, threads, (lr, momentum, d_w.view, d_g.view, d_v.view),
+                      where, _SGD_BOUNDS)
+        w = _fetch_output(d_w, where, "w", _SGD_BOUNDS)
+        v = _fetch_output(d_v, where, "v", _SGD_BOUNDS)
+        _far(where, "w", w, _SGD_BOUNDS)
+        _far(where, "v", v, _SGD_BOUNDS)
+        _check_steps(where, w, v, lr, momentum, w0, g, v0, many=blocks * threads < n)
+        _compare(where, "v", v, v_expected, "Expected v[i] = momentum * v[i] + g[i].")
+        _compare(where, "w", w, w_expected,
+                 "v is right but w is not: w[i] = w[i] - lr * v[i] uses the NEW v[i] "
+                 "(update v first, then w, as torch.optim.SGD does).")
         access_verdict(log, where)
 
 
-def _check_updates(where: str, got: np.ndarray, a: np.float32, x: np.ndarray,
-                   y: np.ndarray) -> None:
-    """In place, ``out = y + k * a * x`` tells how many times (k) each element was updated."""
-    if not np.all(np.isfinite(got)):
-        return
-    k = (got.astype(np.float64) - y) / (np.float64(a) * x)
-    whole = np.isclose(k, np.round(k), atol=1e-6)
-    if not whole.all():
-        return
-    k = np.round(k).astype(int)
-    if (k > 1).any():
-        i = _first(k > 1)[0]
-        raise AssertionError(
-            f"{where}: out[{i}] = y[{i}] + {k[i]} * a * x[{i}]: element {i} was updated by "
-            f"{k[i]} threads ({int((k > 1).sum())} elements more than once). {_GRID_STRIDE} "
-            "A step of cuda.blockDim.x makes the blocks overlap.")
-    if (k == 0).any():
-        i = _first(k == 0)[0]
-        raise AssertionError(f"{where}: out[{i}] was never updated (it still equals y[{i}]). "
-                             f"{_GRID_STRIDE}")
+def _far(where: str, name: str, got: np.ndarray, hint: str) -> None:
+    """Fail on huge entries: a read past an input's end (the check puts 1e30 there)."""
+    huge = ~(np.abs(got) < 1e20)
+    if huge.any():
+        first = _first(huge)
+        raise AssertionError(f"{where}: {name}[{_fmt(first)}] = {got[first]:.3g}: a thread "
+                             "read past the end of an input (the check puts 1e30 just after "
+                             f"each one). {hint}")
 
+
+def _check_steps(where: str, w: np.ndarray, v: np.ndarray, lr: np.float32,
+                 momentum: np.float32, w0: np.ndarray, g: np.ndarray, v0: np.ndarray, *,
+                 many: bool) -> None:
+    """Name elements that took no step, or two steps (two threads updated them)."""
+    untouched = (w == w0) & (v == v0)
+    if untouched.any():
+        i = _first(untouched)[0]
+        why = (f"There are fewer threads than elements, so each thread must handle several. "
+               f"{_GRID_STRIDE}") if many else _SGD_BOUNDS
+        raise AssertionError(f"{where}: element {i} never took its step (w[{i}] and v[{i}] "
+                             f"still hold their old values; {int(untouched.sum())} of "
+                             f"{w.size} elements untouched). {why}")
+    w1, v1 = sgd_momentum_reference(lr, momentum, w0, g, v0)
+    w2, v2 = sgd_momentum_reference(lr, momentum, w1, g, v1)
+    twice = (w == w2) & (v == v2) & ((w != w1) | (v != v1))
+    if twice.any():
+        i = _first(twice)[0]
+        raise AssertionError(
+            f"{where}: element {i} took two steps: two threads updated it "
+            f"({int(twice.sum())} elements). {_GRID_STRIDE} A step of cuda.blockDim.x makes "
+            "the blocks overlap.")
 
 # --------------------------------------------------------------------------- blur
 _BLUR_BOUNDS = ("Did you forget the bounds guard (row < rows and col < cols)? Or is a "
@@ -478,92 +490,105 @@ def _blur_hint(img: np.ndarray, got: np.ndarray, expected: np.ndarray) -> str:
             "each clamped into the image. Accumulate in float32 (float32(0.0)).")
 
 
-# --------------------------------------------------------------------------- matmul
-_MATMUL_BOUNDS = ("Guard the store (row < M and col < N) and load 0.0 into the tile for "
-                  "elements outside A or B.")
+# --------------------------------------------------------------------------- linear layer
+_LINEAR_BOUNDS = ("Guard the store (row < M and col < N) and load 0.0 into the tiles for "
+                  "elements outside X or W.")
 _SYNC = ("Missing cuda.syncthreads()? One after loading the tiles (before anyone reads "
          "them) and one after using them (before the next loads overwrite them).")
 
 
-def matmul_reference(A: np.ndarray, B: np.ndarray) -> np.ndarray:
-    """``A @ B`` in float64."""
-    return A.astype(np.float64) @ B.astype(np.float64)
+def linear_reference(X: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``X @ W.T + b`` in float64: ``torch.nn.functional.linear(X, W, b)``, with W stored
+    as PyTorch stores a Linear layer's weight, (out_features, in_features)."""
+    return X.astype(np.float64) @ W.astype(np.float64).T + b.astype(np.float64)
 
 
 def matmul_grid(m: int, n: int, tile: int) -> tuple[tuple[int, int], tuple[int, int]]:
-    """One ``tile`` x ``tile`` block per tile of C (m x n): x along columns."""
+    """One ``tile`` x ``tile`` block per tile of an m x n output: x along columns."""
     check_block((tile, tile), name="(TILE, TILE)")
     return (blocks_for(n, tile), blocks_for(m, tile)), (tile, tile)
 
 
-def check_matmul_tiled(matmul_tiled: Any, *, tile: int, seed: int = 203) -> None:
-    """``matmul_tiled[grid, (TILE, TILE)](A, B, C)`` computes ``C = A @ B`` through
-    shared-memory tiles, on odd shapes (K above and below TILE)."""
-    kernel = _require_kernel(matmul_tiled, "matmul_tiled", needs=("shared", "syncthreads"))
+def _linear_operands(rng: np.random.Generator, m: int, k: int, n: int):
+    return (_quarters(rng, (m, k), high=4), _quarters(rng, (n, k), high=4),
+            _quarters(rng, n, high=4))
+
+
+def check_linear_tiled(linear_tiled: Any, *, tile: int, seed: int = 203) -> None:
+    """``linear_tiled[grid, (TILE, TILE)](X, W, b, Y)`` computes ``Y = X @ W.T + b`` (a
+    Linear layer's forward pass, W of shape (N, K)) through shared-memory tiles, on odd
+    shapes (K above and below TILE)."""
+    kernel = _require_kernel(linear_tiled, "linear_tiled", needs=("shared", "syncthreads"))
     rng = np.random.default_rng(check_seed(seed))
     for m, k, n in MATMUL_SHAPES:
-        A = _quarters(rng, (m, k), high=4)
-        B = _quarters(rng, (k, n), high=4)
+        X, W, b = _linear_operands(rng, m, k, n)
         grid, threads = matmul_grid(m, n, tile)
-        where = (f"matmul_tiled on ({m} x {k}) @ ({k} x {n}) with TILE={tile}, "
+        where = (f"linear_tiled on X ({m} x {k}), W ({n} x {k}), b ({n}) with TILE={tile}, "
                  f"{_config(grid, threads)}")
-        d_A, d_B = _inputs(A, B)
-        C = _output((m, n))
-        log = _launch(kernel, grid, threads, (d_A.view, d_B.view, C.view), where,
-                      _MATMUL_BOUNDS)
-        got = _fetch_output(C, where, "C", _MATMUL_BOUNDS)
-        _unwritten_or_far(where, "C", got, (
-            "Each thread writes C[row, col] with row = blockIdx.y * TILE + threadIdx.y and "
+        d_X, d_W, d_b = _inputs(X, W, b)
+        Y = _output((m, n))
+        log = _launch(kernel, grid, threads, (d_X.view, d_W.view, d_b.view, Y.view), where,
+                      _LINEAR_BOUNDS)
+        got = _fetch_output(Y, where, "Y", _LINEAR_BOUNDS)
+        if np.isnan(got).any():  # NaN can also come from shared memory read before written
+            access_verdict(log, where)
+        _unwritten_or_far(where, "Y", got, (
+            "Each thread writes Y[row, col] with row = blockIdx.y * TILE + threadIdx.y and "
             "col = blockIdx.x * TILE + threadIdx.x, after the loop over all the tiles."),
-            "Load 0.0 into the tile where row >= M or k0 + tx >= K (and for B where "
-            "k0 + ty >= K or col >= N).")
-        expected = matmul_reference(A, B)
-        _compare(where, "C", got, expected, _matmul_hint(A, B, got, tile))
+            "Load 0.0 into the tiles for every element outside X (row >= M or k >= K) or "
+            "outside W (its row >= N or k >= K).")
+        expected = linear_reference(X, W, b)
+        _compare(where, "Y", got, expected, _linear_hint(X, W, b, got, tile))
         access_verdict(log, where)
 
 
-def _matmul_hint(A: np.ndarray, B: np.ndarray, got: np.ndarray, tile: int) -> str:
-    first_tile = matmul_reference(A[:, :tile], B[:tile, :])
-    if A.shape[1] > tile and np.array_equal(got, first_tile.astype(np.float32)):
-        return (f"C holds only the first tile's products (k < {tile}): loop over every tile, "
+def _linear_hint(X: np.ndarray, W: np.ndarray, b: np.ndarray, got: np.ndarray,
+                 tile: int) -> str:
+    if np.array_equal(got, linear_reference(X, W, 0 * b).astype(np.float32)):
+        return "Y is X @ W.T without the bias: add b[col] once, when storing Y[row, col]."
+    first_tile = linear_reference(X[:, :tile], W[:, :tile], b)
+    if X.shape[1] > tile and np.array_equal(got, first_tile.astype(np.float32)):
+        return (f"Y holds only the first tile's products (k < {tile}): loop over every tile, "
                 "for k0 in range(0, K, TILE).")
-    return (f"{_SYNC} Check also the tile indices: sA[ty, tx] holds A[row, k0 + tx] and "
-            "sB[ty, tx] holds B[k0 + ty, col]; the inner loop adds sA[ty, j] * sB[j, tx].")
+    return (f"{_SYNC} Check also the tile indices: W is (N, K), so the tile of W for the "
+            "block's columns holds W[blockIdx.x * TILE + ty, k0 + tx] in sW[ty, tx], and "
+            "Y[row, col] adds sX[ty, j] * sW[tx, j] over j.")
 
 
-def check_matmul_speed(matmul_tiled: Any, matmul_naive: Any, *, tile: int, n: int = 2048,
+def check_linear_speed(linear_tiled: Any, linear_naive: Any, *, tile: int, n: int = 2048,
                        min_speedup: float = 3.0, naive_block: Sequence[int] = (16, 16),
                        warmup: int = 2, repeats: int = 10, seed: int = 204,
                        result: dict[str, Any] | None = None) -> float:
-    """On a GPU: the tiled product of two n x n matrices agrees with the naive one and is at
+    """On a GPU: the tiled layer on n x n operands agrees with the naive one and is at
     least ``min_speedup`` times faster (medians of ``repeats`` timed launches, at least 3,
     after ``warmup`` untimed ones and a first launch of each that compiles and is checked).
     Returns the speed-up; ``result`` (a dict) receives the timings before the speed-up is
     asserted."""
     from ..timing import benchmark, gflops, matmul_flop
 
-    kernel = _require_kernel(matmul_tiled, "matmul_tiled", needs=("shared", "syncthreads"))
+    kernel = _require_kernel(linear_tiled, "linear_tiled", needs=("shared", "syncthreads"))
     cuda = _cuda()
     rng = np.random.default_rng(check_seed(seed))
-    A = rng.standard_normal((n, n), dtype=np.float32)
-    B = rng.standard_normal((n, n), dtype=np.float32)
-    d_A, d_B = cuda.to_device(A), cuda.to_device(B)
-    d_naive, d_tiled = cuda.device_array((n, n), np.float32), cuda.device_array((n, n),
-                                                                              np.float32)
+    X = rng.standard_normal((n, n), dtype=np.float32)
+    W = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal(n, dtype=np.float32)
+    d_X, d_W, d_b = cuda.to_device(X), cuda.to_device(W), cuda.to_device(b)
+    d_naive, d_tiled = (cuda.device_array((n, n), np.float32),
+                        cuda.device_array((n, n), np.float32))
     naive_grid, naive_threads = grid_2d((n, n), tuple(naive_block))
     tiled_grid, tiled_threads = matmul_grid(n, n, tile)
 
     def run_naive() -> None:
-        matmul_naive[naive_grid, naive_threads](d_A, d_B, d_naive)
+        linear_naive[naive_grid, naive_threads](d_X, d_W, d_b, d_naive)
 
     def run_tiled() -> None:
-        kernel[tiled_grid, tiled_threads](d_A, d_B, d_tiled)
+        kernel[tiled_grid, tiled_threads](d_X, d_W, d_b, d_tiled)
 
     run_naive()
     run_tiled()
-    where = f"matmul_tiled at {n} x {n} (TILE={tile})"
-    _compare(where, "C", d_tiled.copy_to_host(), d_naive.copy_to_host(),
-             "It disagrees with matmul_naive on this large product.", rtol=1e-4,
+    where = f"linear_tiled at {n} x {n} (TILE={tile})"
+    _compare(where, "Y", d_tiled.copy_to_host(), d_naive.copy_to_host(),
+             "It disagrees with linear_naive on this large layer.", rtol=1e-4,
              atol=1e-4 * math.sqrt(n))
     repeats = max(repeats, 3)  # a verdict on speed needs more than one sample
     t_naive = benchmark(run_naive, warmup=warmup, repeats=repeats, sync="numba")
@@ -577,12 +602,14 @@ def check_matmul_speed(matmul_tiled: Any, matmul_naive: Any, *, tile: int, n: in
     if speedup < min_speedup:
         raise AssertionError(
             f"{where}: {t_tiled.median * 1e3:.3g} ms against {t_naive.median * 1e3:.3g} ms "
-            f"for matmul_naive, {speedup:.2f}x faster; needs at least {min_speedup:g}x. "
-            "Does each thread load ONE element of each tile per step, with x along columns "
-            "(sA[ty, tx] = A[row, k0 + tx]: neighbouring threads, neighbouring addresses)? "
+            f"for linear_naive, {speedup:.2f}x faster; needs at least {min_speedup:g}x. "
+            "Does each thread load ONE element of each tile per step, with neighbouring "
+            "threads (tx) on neighbouring addresses (sX[ty, tx] = X[row, k0 + tx] and "
+            "sW[ty, tx] = W[blockIdx.x * TILE + ty, k0 + tx])? Is the W tile padded to "
+            "TILE + 1 columns (without it, reading sW[tx, j] down a column puts several "
+            "threads of a warp on one bank: lesson 08)? "
             "Is the accumulator a float32 (float32(0.0), not 0.0, which makes it float64)?")
     return speedup
-
 
 def gpu_only_check(name: str, points: float, run: Callable[[], Any]) -> bool:
     """A graded check that exists only on a real GPU: there ``run()`` is graded as
@@ -603,8 +630,8 @@ def gpu_only_check(name: str, points: float, run: Callable[[], Any]) -> bool:
 
 
 # --------------------------------------------------------------------------- reduction
-_SUM_BOUNDS = ("Did you forget the bounds guard in the grid-stride loop (i < x.size)? Or "
-               "does a thread index cache[] or partial[] past its end?")
+_AMAX_BOUNDS = ("Did you forget the bounds guard in the grid-stride loop (i < x.size)? Or "
+                "does a thread index cache[] or partial[] past its end?")
 
 
 def reduce_cases(threads: int) -> list[tuple[int, int]]:
@@ -613,141 +640,203 @@ def reduce_cases(threads: int) -> list[tuple[int, int]]:
     return [(1, 1), (37, 2), (5 * 3 * threads + 7, 3)]
 
 
-def thread_shares(x: np.ndarray, blocks: int, threads: int) -> np.ndarray:
-    """What each thread g of the grid adds up: ``x[g] + x[g + G] + ...``, G = blocks * threads."""
+def thread_shares(x: np.ndarray, blocks: int, threads: int, *, op: str = "amax") -> np.ndarray:
+    """What each thread g of the grid reduces: ``x[g], x[g + G], ...``, G = blocks * threads,
+    combined with ``op``: "amax" (the largest absolute value; 0 for a thread without an
+    element) or "sum"."""
     size = blocks * threads
     padded = np.zeros(blocks_for(max(x.size, 1), size) * size)
     padded[:x.size] = x
-    return padded.reshape(-1, size).sum(axis=0)
+    rows = padded.reshape(-1, size)
+    if op == "sum":
+        return rows.sum(axis=0)
+    if op == "amax":
+        return np.abs(rows).max(axis=0)
+    raise UsageError(f"op={op!r}: 'amax' or 'sum'")
 
 
-def block_sum_reference(x: np.ndarray, blocks: int, threads: int) -> np.ndarray:
-    """``partial[b]``: the sum of the shares of threads ``b*threads .. (b+1)*threads - 1``."""
-    return thread_shares(x, blocks, threads).reshape(blocks, threads).sum(axis=1)
+def block_amax_reference(x: np.ndarray, blocks: int, threads: int) -> np.ndarray:
+    """``partial[b]``: the largest |x[i]| over the shares of threads ``b*threads`` to
+    ``(b+1)*threads - 1`` (0 when they hold no element)."""
+    return thread_shares(x, blocks, threads).reshape(blocks, threads).max(axis=1)
 
 
-def check_block_sum(block_sum: Any, *, threads: int, seed: int = 301) -> None:
-    """``block_sum[blocks, THREADS](x, partial)`` writes the sum of block b's grid-stride
-    shares of ``x`` to ``partial[b]``, through a tree in shared memory."""
-    kernel = _require_kernel(block_sum, "block_sum", needs=("shared", "syncthreads"))
+def amax_data(rng: np.random.Generator, n: int, blocks: int, threads: int) -> np.ndarray:
+    """n random multiples of 1/4 in +-[1/4, 16], and in the share of every block b that
+    holds elements one NEGATIVE peak, -(17 + b): every block's amax is its own, the largest
+    sits in the last block with elements (a one-pass answer misses it), and a max without
+    abs() is wrong in every block, whatever the seed."""
+    x = _quarters(rng, n, high=64)
+    size = blocks * threads
+    owner = (np.arange(n) % size) // threads  # the block whose thread reaches element i
+    for b in range(blocks):
+        mine = np.flatnonzero(owner == b)
+        if mine.size:
+            x[rng.choice(mine)] = np.float32(-(17 + b))
+    return x
+
+
+def check_block_amax(block_amax: Any, *, threads: int, seed: int = 301) -> None:
+    """``block_amax[blocks, THREADS](x, partial)`` writes the largest absolute value of
+    block b's grid-stride shares of ``x`` to ``partial[b]``, through a tree in shared
+    memory."""
+    kernel = _require_kernel(block_amax, "block_amax", needs=("shared", "syncthreads"))
     threads = check_power_of_two("THREADS", threads)
     rng = np.random.default_rng(check_seed(seed))
     for n, blocks in reduce_cases(threads):
-        x = _quarters(rng, n)
-        where = f"block_sum on n={n} with {_config(blocks, threads)}"
+        x = amax_data(rng, n, blocks, threads)
+        where = f"block_amax on n={n} with {_config(blocks, threads)}"
         (d_x,) = _inputs(x)
         partial = _output((blocks,))
-        log = _launch(kernel, blocks, threads, (d_x.view, partial.view), where, _SUM_BOUNDS)
+        log = _launch(kernel, blocks, threads, (d_x.view, partial.view), where, _AMAX_BOUNDS)
         got = _fetch_output(partial, where, "partial", "partial has one entry per block.")
+        if np.isnan(got).any():  # NaN can also come from shared memory read before written
+            access_verdict(log, where)
         _unwritten_or_far(where, "partial", got, (
-            "Thread 0 of each block writes the block's total to partial[cuda.blockIdx.x], "
-            "after the tree."), _SUM_BOUNDS)
-        expected = block_sum_reference(x, blocks, threads)
-        _compare(where, "partial", got, expected, _sum_hint(x, got, expected, blocks, threads))
+            "Thread 0 of each block writes the block's result to partial[cuda.blockIdx.x], "
+            "after the tree."), _AMAX_BOUNDS)
+        expected = block_amax_reference(x, blocks, threads)
+        _compare(where, "partial", got, expected,
+                 _amax_hint(x, got, expected, blocks, threads))
         access_verdict(log, where)
 
 
-def _sum_hint(x: np.ndarray, got: np.ndarray, expected: np.ndarray, blocks: int,
-              threads: int) -> str:
+def _amax_hint(x: np.ndarray, got: np.ndarray, expected: np.ndarray, blocks: int,
+               threads: int) -> str:
     shares = thread_shares(x, blocks, threads).reshape(blocks, threads)
-    one_each = np.zeros(blocks * threads)
-    one_each[:min(x.size, one_each.size)] = x[:one_each.size]
-    if x.size > blocks * threads and np.array_equal(got, one_each.reshape(blocks, -1).sum(1)):
-        return (f"Each thread added only one element, but {blocks * threads} threads cover "
+    size = blocks * threads
+    if np.array_equal(got, thread_shares(x, blocks, threads, op="sum")
+                      .reshape(blocks, threads).sum(axis=1)):
+        return ("Those are the blocks' sums (lesson 09's reduction): this lab wants the "
+                "largest absolute value, max(|x[i]|), combined with max, not +.")
+    signed = np.zeros(blocks_for(max(x.size, 1), size) * size)
+    signed[:x.size] = x
+    if np.array_equal(got, signed.reshape(-1, size).max(axis=0).reshape(blocks, -1)
+                      .max(axis=1)):
+        return "That is the largest value, not the largest ABSOLUTE value: use abs(x[i])."
+    one_each = np.zeros(size)
+    one_each[:min(x.size, size)] = np.abs(x[:size])
+    if x.size > size and np.array_equal(got, one_each.reshape(blocks, -1).max(1)):
+        return (f"Each thread looked at only one element, but {size} threads cover "
                 f"{x.size}: first loop over i = cuda.grid(1), i + cuda.gridsize(1), ... "
                 "(grid stride), then reduce the block.")
     if np.array_equal(got, shares[:, 0]):
-        return ("partial[b] holds only thread 0's own share: the tree must add all THREADS "
-                "values of the block (step = THREADS // 2, then halve it down to 1).")
-    if np.isclose(got.sum(), expected.sum()) and blocks > 1:
-        return ("The blocks add up to the right total but are split differently: block b "
-                "sums the shares of threads b * THREADS to (b + 1) * THREADS - 1, and thread g "
-                "of the grid adds x[g], x[g + cuda.gridsize(1)], ...")
-    return ("Does every thread write cache[t] (0.0 when it has no element), with a "
-            f"cuda.syncthreads() after that and after every halving step? {_SYNC_SIM}")
+        return ("partial[b] holds only thread 0's own share: the tree must combine all "
+                "THREADS values of the block (step = THREADS // 2, then halve it down to 1).")
+    if blocks > 1 and got.max() == expected.max():
+        return ("The largest value is right but the blocks are split differently: block b "
+                "reduces the shares of threads b * THREADS to (b + 1) * THREADS - 1, and "
+                "thread g of the grid looks at x[g], x[g + cuda.gridsize(1)], ...")
+    return ("Does every thread write cache[t] (0.0 when it has no element: |x| >= 0), with "
+            f"a cuda.syncthreads() after that and after every halving step? {_SYNC_SIM}")
 
 
 _SYNC_SIM = ("(The simulator starts a block's threads one after another, so a missing "
              "barrier shows as wrong values here too.)")
 
 
-def check_reduce_sum(reduce_sum: Callable[[Any, int], Any], *, threads: int,
-                     block_sum: Any = None, seed: int = 302) -> None:
-    """``reduce_sum(x, blocks)`` returns ``sum(x)`` of a device array, as one number.
+def check_reduce_amax(reduce_amax: Callable[[Any, int], Any], *, threads: int,
+                      block_amax: Any = None, seed: int = 302) -> None:
+    """``reduce_amax(x, blocks)`` returns ``max(|x|)`` of a device array, as one number.
 
-    ``block_sum``, the kernel it launches, is reported as not implemented first if it is
+    ``block_amax``, the kernel it launches, is reported as not implemented first if it is
     (on a GPU its placeholder ``raise`` would be compiled away and return garbage).
     """
-    if block_sum is not None and not implemented(block_sum):
-        raise NotImplementedError("reduce_sum launches block_sum, which still raises "
+    if block_amax is not None and not implemented(block_amax):
+        raise NotImplementedError("reduce_amax launches block_amax, which still raises "
                                   "NotImplementedError")
     threads = check_power_of_two("THREADS", threads)
-    require_own(reduce_sum, "reduce_sum")
+    require_own(reduce_amax, "reduce_amax")
     rng = np.random.default_rng(check_seed(seed))
     for n, blocks in reduce_cases(threads):
-        x = _quarters(rng, n)
-        where = f"reduce_sum(x, blocks={blocks}) on n={n}"
+        x = amax_data(rng, n, blocks, threads)
+        where = f"reduce_amax(x, blocks={blocks}) on n={n}"
         (d_x,) = _inputs(x)
-        with watched(where, _SUM_BOUNDS, verdict=False) as log, no_course_calls(where):
-            value = reduce_sum(d_x.view, blocks)
+        with watched(where, _AMAX_BOUNDS, verdict=False) as log, no_course_calls(where):
+            value = reduce_amax(d_x.view, blocks)
         if value is None:
             raise AssertionError(f"{where} returned None (did you forget `return`?)")
         if np.size(value) != 1:
             raise AssertionError(f"{where} returned {np.size(value)} values (shape "
-                                 f"{np.shape(value)}); return ONE number, the total")
+                                 f"{np.shape(value)}); return ONE number, max(|x|)")
         value = float(np.asarray(value).reshape(()))
-        expected = float(x.astype(np.float64).sum())
+        expected = float(np.abs(x).max())
         if value == expected:
             access_verdict(log, where)
             continue
-        partial = block_sum_reference(x, blocks, threads)
+        partial = block_amax_reference(x, blocks, threads)
         if blocks > 1 and value == partial[0]:
-            hint = ("That is block 0's partial sum only: add the partial sums with a second "
-                    "launch, block_sum[1, THREADS](partial, total).")
+            hint = ("That is block 0's result only: combine the blocks' results with a "
+                    "second launch, block_amax[1, THREADS](partial, result).")
         elif abs(value) >= 1e20 or not math.isfinite(value):
-            hint = "A thread read past the end of an array: " + _SUM_BOUNDS
+            hint = "A thread read past the end of an array: " + _AMAX_BOUNDS
         else:
-            hint = ("Launch block_sum over x with `blocks` blocks of THREADS threads into "
-                    "partial (blocks entries), then block_sum[1, THREADS](partial, total) "
-                    "and return total's only element.")
-        raise AssertionError(f"{where}: got {value:.6g}, expected {expected:.6g} (exact: the "
-                             f"data are multiples of 1/4). {hint}")
-
+            hint = ("Launch block_amax over x with `blocks` blocks of THREADS threads into "
+                    "partial (blocks entries), then block_amax[1, THREADS](partial, result) "
+                    "and return result's only element.")
+        raise AssertionError(f"{where}: got {value:.6g}, expected {expected:.6g} (exact: "
+                             f"the largest |x[i]|). {hint}")
 
 # --------------------------------------------------------------------------- histogram
-_HIST_BOUNDS = ("Count only i < data.size (the grid-stride loop's bound), and only into "
-                "bins 0..NBINS-1.")
+_HIST_BOUNDS = ("Count only i < data.size (the grid-stride loop's bound), and only the "
+                "values bin_index maps into 0..NBINS-1 (it returns -1 for the others).")
+HIST_LO, HIST_INV_WIDTH = -2.0, 4.0  # the checks' bins: [-2, -1.75), [-1.75, -1.5), ...
 
 
-def histogram_reference(data: np.ndarray, nbins: int) -> np.ndarray:
-    """``hist[v]`` = how many times the value ``v`` occurs, for v in 0..nbins-1 (int32)."""
-    return np.bincount(data, minlength=nbins).astype(np.int32)
+def bin_of(values: np.ndarray, lo: float, inv_width: float, nbins: int) -> np.ndarray:
+    """Each value's bin, in float32 as the lab's ``bin_index`` computes it:
+    ``t = (v - lo) * inv_width``; the bin is ``int(t)`` when ``0 <= t < nbins``, else -1
+    (below the range, at or above its end, or NaN)."""
+    t = (values.astype(np.float32) - np.float32(lo)) * np.float32(inv_width)
+    inside = (t >= 0) & (t < nbins)
+    return np.where(inside, np.floor(np.where(inside, t, 0)), -1).astype(np.int64)
+
+
+def histogram_reference(data: np.ndarray, nbins: int, lo: float = HIST_LO,
+                        inv_width: float = HIST_INV_WIDTH) -> np.ndarray:
+    """``hist[b]`` = how many values fall in bin b, ``[lo + b / inv_width,
+    lo + (b + 1) / inv_width)``, for b in 0..nbins-1; values outside are not counted (int32).
+    For values away from the edges this is ``np.histogram(data, nbins, (lo, hi))``."""
+    bins = bin_of(data, lo, inv_width, nbins)
+    return np.bincount(bins[bins >= 0], minlength=nbins).astype(np.int32)
+
+
+def histogram_values(bins: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """float32 values that fall in the given bins of the checks' range (bin -1: below the
+    range, bin NBINS or more: above it): the bin's left edge (exact in float32) or a point
+    inside the bin, multiples of 1/32."""
+    offset = rng.integers(0, 8, size=bins.shape) / 32.0  # 0 (the edge) .. 7/32 < 1/4
+    return (HIST_LO + bins / HIST_INV_WIDTH + offset).astype(np.float32)
 
 
 def histogram_cases(nbins: int, rng: np.random.Generator) -> list[tuple[np.ndarray, int]]:
-    """(data, blocks): every bin at least once plus hot bins (0 and the last) over three
-    blocks; 37 random values over two blocks; the last bin's value alone. The full case
-    comes first, so that the pattern of wrong bins tells one mistake from another."""
+    """(data, blocks): every bin at least once plus hot bins (0 and the last) and values
+    outside the range (below it, exactly at its end, far above) over three blocks; 37
+    random values over two blocks; the last bin's value alone. The full case comes first,
+    so that the pattern of wrong bins tells one mistake from another."""
     every = np.arange(nbins)
     hot = np.concatenate([np.zeros(2 * nbins // 5 + 3, int),
                           np.full(2 * nbins // 5 + 4, nbins - 1)])
+    outside = np.array([-1, -3, nbins, nbins, nbins + 5, -40])
     spread = rng.integers(0, nbins, size=7 * nbins + 7)
-    many = rng.permutation(np.concatenate([every, hot, spread]))
-    return [(many, 3), (rng.integers(0, nbins, size=37), 2), (np.array([nbins - 1]), 1)]
+    many = rng.permutation(np.concatenate([every, hot, outside, spread]))
+    return [(histogram_values(many, rng), 3),
+            (histogram_values(rng.integers(-2, nbins + 2, size=37), rng), 2),
+            (histogram_values(np.array([nbins - 1]), rng), 1)]
 
 
 def check_histogram(histogram_shared: Any, *, threads: int, nbins: int,
                     seed: int = 303) -> None:
-    """``histogram_shared[blocks, THREADS](data, bins)`` adds the counts of the int32
-    values in ``data`` (all in 0..NBINS-1) into ``bins`` (NBINS zeros at the start), through
-    one histogram per block in shared memory."""
+    """``histogram_shared[blocks, THREADS](data, lo, inv_width, bins)`` adds the counts of
+    the float32 values in ``data`` per bin (``histogram_reference``; values outside the
+    range are not counted) into ``bins`` (NBINS zeros at the start), through one histogram
+    per block in shared memory."""
     kernel = _require_kernel(histogram_shared, "histogram_shared",
                              needs=("shared", "syncthreads", "atomic"))
     (threads,) = check_block(threads, name="THREADS")
     nbins = _int("NBINS", nbins)
     rng = np.random.default_rng(check_seed(seed))
-    for values, blocks in histogram_cases(nbins, rng):
-        data = values.astype(np.int32)
+    for data, blocks in histogram_cases(nbins, rng):
         where, log, got = _run_histogram(kernel, data, blocks, threads, nbins)
         expected = histogram_reference(data, nbins)
         if np.array_equal(got, expected):
@@ -762,13 +851,15 @@ def check_histogram(histogram_shared: Any, *, threads: int, nbins: int,
 
 def _run_histogram(kernel: Any, data: np.ndarray, blocks: int, threads: int,
                    nbins: int) -> tuple[str, Any, np.ndarray]:
-    """Launch ``kernel[blocks, threads](data, bins)`` on guarded arrays: (where, the access
-    checker's record, the counts)."""
-    where = (f"histogram_shared on n={data.size} values with NBINS={nbins}, "
-             f"{_config(blocks, threads)}")
+    """Launch ``kernel[blocks, threads](data, lo, inv_width, bins)`` on guarded arrays:
+    (where, the access checker's record, the counts)."""
+    where = (f"histogram_shared on n={data.size} values with NBINS={nbins} (lo={HIST_LO:g}, "
+             f"inv_width={HIST_INV_WIDTH:g}), {_config(blocks, threads)}")
     (d_data,) = _inputs(data)
     bins = _output((nbins,), np.int32)
-    log = _launch(kernel, blocks, threads, (d_data.view, bins.view), where, _HIST_BOUNDS)
+    log = _launch(kernel, blocks, threads, (d_data.view, np.float32(HIST_LO),
+                                            np.float32(HIST_INV_WIDTH), bins.view),
+                  where, _HIST_BOUNDS)
     return where, log, _fetch_output(bins, where, "bins", _HIST_BOUNDS)
 
 
@@ -776,8 +867,7 @@ def _histogram_hint(got: np.ndarray, expected: np.ndarray, wrong: np.ndarray, th
                     data: np.ndarray) -> str:
     nbins = expected.size
     last = (f"Only the last bin ({nbins - 1}) is wrong: an off-by-one at the end? Loops over "
-            "the bins run up to NBINS (range(t, NBINS, cuda.blockDim.x)), and a value v is "
-            "counted when v < NBINS, not v < NBINS - 1.")
+            "the bins run up to NBINS (range(t, NBINS, cuda.blockDim.x)).")
     high = (f"Only bins >= {threads} (the block size) are wrong: NBINS = {nbins} is more than "
             "THREADS, so each thread must zero and publish bins t, t + THREADS, "
             "t + 2 * THREADS, ... (a loop, not one bin per thread).")
@@ -785,19 +875,22 @@ def _histogram_hint(got: np.ndarray, expected: np.ndarray, wrong: np.ndarray, th
         return last
     if nbins > threads and wrong.min() >= threads:
         return high
-    total, n = int(got.sum()), data.size
+    total, n = int(got.sum()), int(expected.sum())
+    outside = data.size - n
     if total > n:
-        return (f"{total} values were counted, but data holds {n}. Was the shared histogram "
-                "zeroed before counting (shared memory starts with garbage; on the simulator "
-                "it even keeps the previous block's counts), with a cuda.syncthreads() before "
-                "the first count? Is each block's count added to bins only once?")
+        return (f"{total} values were counted, but {n} of the {data.size} values are inside "
+                f"the range ({outside} are outside: skip them, bin_index returns -1). Was "
+                "the shared histogram zeroed before counting (shared memory starts with "
+                "garbage; on the simulator it even keeps the previous block's counts), with "
+                "a cuda.syncthreads() before the first count? Is each block's count added to "
+                "bins only once?")
     if total < n:
-        return (f"Only {total} of {n} values were counted. Count every element (grid stride: "
-                "i += cuda.gridsize(1)) with cuda.atomic.add (local[v] += 1 loses increments "
-                "when two threads hit the same bin), and publish after a cuda.syncthreads().")
+        return (f"Only {total} of the {n} values inside the range were counted. Count every "
+                "element (grid stride: i += cuda.gridsize(1)) with cuda.atomic.add (local[b] "
+                "+= 1 loses increments when two threads hit the same bin), and publish after "
+                "a cuda.syncthreads().")
     return ("The right number of values, in the wrong bins: count data[i] into bin "
-            "data[i] itself, and add shared bin b into bins[b].")
-
+            "bin_index(data[i], lo, inv_width), and add shared bin b into bins[b].")
 
 # --------------------------------------------------------------------------- memory traffic
 def simulator_only_check(name: str, points: float, run: Callable[[], Any]) -> bool:
@@ -818,8 +911,9 @@ def simulator_only_check(name: str, points: float, run: Callable[[], Any]) -> bo
 
 def _traffic(log: Any, where: str, argument: int, label: str, *, write: bool,
              limit: int, why: str) -> None:
-    """Fail if one element of the kernel's ``argument``-th array was read (or written) more
-    than ``limit`` times by the threads of one block."""
+    """Fail if one element of the kernel's ``argument``-th *array* argument (scalars are
+    not counted) was read (or written) more than ``limit`` times by the threads of one
+    block."""
     launch = log.last
     name = launch.arguments[argument]
     count, index, block = launch.most_per_block(name, write=write)
@@ -833,50 +927,52 @@ def _traffic(log: Any, where: str, argument: int, label: str, *, write: bool,
             f"{most.shared_writes} shared writes.)")
 
 
-def check_matmul_traffic(matmul_tiled: Any, *, tile: int, seed: int = 204) -> None:
-    """Each element of A and B is loaded from global memory at most once by the threads
-    of one block (a block serves one tile row of A and one tile column of B: it loads each
+def check_linear_traffic(linear_tiled: Any, *, tile: int, seed: int = 204) -> None:
+    """Each element of X and W is loaded from global memory at most once by the threads
+    of one block (a block serves one tile row of X and one tile of rows of W: it loads each
     of their elements once into shared memory, then reads it from there), and each element
-    of C is written once. Counted on the simulator, on a 2 x 2 grid of tiles, 3 tiles deep."""
-    kernel = _require_kernel(matmul_tiled, "matmul_tiled", needs=("shared", "syncthreads"))
+    of Y is written once. Counted on the simulator, on a 2 x 2 grid of tiles, 3 tiles deep."""
+    kernel = _require_kernel(linear_tiled, "linear_tiled", needs=("shared", "syncthreads"))
     m, k, n = tile + 3, 2 * tile + 1, tile + 2
     rng = np.random.default_rng(check_seed(seed))
-    A, B = _quarters(rng, (m, k), high=4), _quarters(rng, (k, n), high=4)
+    X, W, b = _linear_operands(rng, m, k, n)
     grid, threads = matmul_grid(m, n, tile)
-    where = f"matmul_tiled on ({m} x {k}) @ ({k} x {n}) with TILE={tile}"
-    d_A, d_B = _inputs(A, B)
-    C = _output((m, n))
-    log = _launch(kernel, grid, threads, (d_A.view, d_B.view, C.view), where, _MATMUL_BOUNDS)
-    got = _fetch_output(C, where, "C", _MATMUL_BOUNDS)
-    _compare(where, "C", got, matmul_reference(A, B), "First pass the check `Tiled matmul`.")
+    where = f"linear_tiled on X ({m} x {k}), W ({n} x {k}) with TILE={tile}"
+    d_X, d_W, d_b = _inputs(X, W, b)
+    Y = _output((m, n))
+    log = _launch(kernel, grid, threads, (d_X.view, d_W.view, d_b.view, Y.view), where,
+                  _LINEAR_BOUNDS)
+    got = _fetch_output(Y, where, "Y", _LINEAR_BOUNDS)
+    _compare(where, "Y", got, linear_reference(X, W, b),
+             "First pass the check `Tiled linear layer in shared memory`.")
     access_verdict(log, where)
-    tiles = ("Load the tile once (sA[ty, tx] = A[row, k0 + tx], one element per thread), "
+    tiles = ("Load each tile once (one element of X and one of W per thread and step), "
              "cuda.syncthreads(), then read it TILE times from shared memory.")
-    _traffic(log, where, 0, "A", write=False, limit=1, why=tiles)
-    _traffic(log, where, 1, "B", write=False, limit=1, why=tiles)
-    _traffic(log, where, 2, "C", write=True, limit=1,
-             why="Accumulate in a register (acc) and store C[row, col] once, after the loop.")
+    _traffic(log, where, 0, "X", write=False, limit=1, why=tiles)
+    _traffic(log, where, 1, "W", write=False, limit=1, why=tiles)
+    _traffic(log, where, 3, "Y", write=True, limit=1,
+             why="Accumulate in a register (acc) and store Y[row, col] once, after the loop.")
 
 
-def check_block_sum_traffic(block_sum: Any, *, threads: int, seed: int = 304) -> None:
+def check_block_amax_traffic(block_amax: Any, *, threads: int, seed: int = 304) -> None:
     """Each element of x is read from global memory once, and each block writes its
-    partial sum once: the tree adds in shared memory, not in global memory."""
-    kernel = _require_kernel(block_sum, "block_sum", needs=("shared", "syncthreads"))
+    result once: the tree works in shared memory, not in global memory."""
+    kernel = _require_kernel(block_amax, "block_amax", needs=("shared", "syncthreads"))
     threads = check_power_of_two("THREADS", threads)
     n, blocks = 3 * 2 * threads + 5, 2
-    x = _quarters(np.random.default_rng(check_seed(seed)), n)
-    where = f"block_sum on n={n} with {_config(blocks, threads)}"
+    x = amax_data(np.random.default_rng(check_seed(seed)), n, blocks, threads)
+    where = f"block_amax on n={n} with {_config(blocks, threads)}"
     (d_x,) = _inputs(x)
     partial = _output((blocks,))
-    log = _launch(kernel, blocks, threads, (d_x.view, partial.view), where, _SUM_BOUNDS)
-    got = _fetch_output(partial, where, "partial", _SUM_BOUNDS)
-    _compare(where, "partial", got, block_sum_reference(x, blocks, threads),
-             "First pass the check `Block sums with a shared-memory tree`.")
+    log = _launch(kernel, blocks, threads, (d_x.view, partial.view), where, _AMAX_BOUNDS)
+    got = _fetch_output(partial, where, "partial", _AMAX_BOUNDS)
+    _compare(where, "partial", got, block_amax_reference(x, blocks, threads),
+             "First pass the check `Block amax with a shared-memory tree`.")
     access_verdict(log, where)
     _traffic(log, where, 0, "x", write=False, limit=1,
              why="Each thread reads its grid-stride share of x once, into a register.")
     _traffic(log, where, 1, "partial", write=True, limit=1,
-             why="Only thread 0 writes the block's total, once, after the tree.")
+             why="Only thread 0 writes the block's result, once, after the tree.")
 
 
 def check_histogram_traffic(histogram_shared: Any, *, threads: int, nbins: int,
@@ -889,8 +985,10 @@ def check_histogram_traffic(histogram_shared: Any, *, threads: int, nbins: int,
     (threads,) = check_block(threads, name="THREADS")
     nbins = _int("NBINS", nbins)
     rng = np.random.default_rng(check_seed(seed))
-    data = np.concatenate([np.zeros(threads, int), rng.integers(0, nbins, 2 * nbins + 3)])
-    data = rng.permutation(data).astype(np.int32)
+    # every bin at least once (a lost last bin shows whatever the seed), bin 0 hot
+    which = np.concatenate([np.zeros(threads, int), np.arange(nbins),
+                            rng.integers(0, nbins, nbins + 3)])
+    data = histogram_values(rng.permutation(which), rng)
     where, log, got = _run_histogram(kernel, data, 2, threads, nbins)
     if not np.array_equal(got, histogram_reference(data, nbins)):
         raise AssertionError(f"{where}: wrong counts; first pass the check "
@@ -909,42 +1007,43 @@ def access_picture(kernel: Any, which: str, *, threads: int = 4, block: Sequence
     """Launch a lab kernel once at a small size under the access checker and draw which
     thread read and wrote each element (``gpu.sanitizer.Launch.plot``); simulator only.
 
-    ``which``: "saxpy" (2 blocks of ``threads``, fewer threads than elements), "blur"
-    (a 6 x 7 image, ``block``), "matmul" (``tile``), "block_sum" (``threads``, 2 blocks),
-    "histogram" (``threads``, ``nbins``, 2 blocks). Returns the matplotlib figure.
+    ``which``: "sgd_momentum" (2 blocks of ``threads``, fewer threads than elements),
+    "blur" (a 6 x 7 image, ``block``), "linear" (``tile``), "block_amax" (``threads``, 2
+    blocks), "histogram" (``threads``, ``nbins``, 2 blocks). Returns the matplotlib figure.
     """
     from ..gpu import sanitizer
 
-    kinds = ("saxpy", "blur", "matmul", "block_sum", "histogram")
+    kinds = ("sgd_momentum", "blur", "linear", "block_amax", "histogram")
     if which not in kinds:
         raise UsageError(f"which={which!r}: one of {', '.join(kinds)}")
     cuda = _cuda()
     rng = np.random.default_rng(0)
-    if which == "saxpy":
+    if which == "sgd_momentum":
         n = 2 * threads + 3
-        x, y = _quarters(rng, n), _quarters(rng, n)
+        w, g, v = (_quarters(rng, n) for _ in range(3))
         grid, launch_block = 2, threads
-        args = (np.float32(1.5), cuda.to_device(x), cuda.to_device(y),
-                cuda.device_array(n, np.float32))
+        args = (np.float32(SGD_LR), np.float32(SGD_MOMENTUM), cuda.to_device(w),
+                cuda.to_device(g), cuda.to_device(v))
     elif which == "blur":
         block = check_block(tuple(block), name="(BLOCK_X, BLOCK_Y)")
         img = rng.random((6, 7), dtype=np.float32)
         grid, launch_block = grid_2d(img.shape, block)
         args = (cuda.to_device(img), cuda.device_array(img.shape, np.float32))
-    elif which == "matmul":
+    elif which == "linear":
         m, k, n = tile + 1, tile + 3, tile + 2
         grid, launch_block = matmul_grid(m, n, tile)
-        args = (cuda.to_device(_quarters(rng, (m, k))), cuda.to_device(_quarters(rng, (k, n))),
+        args = (*(cuda.to_device(a) for a in _linear_operands(rng, m, k, n)),
                 cuda.device_array((m, n), np.float32))
         color_by = "block"
-    elif which == "block_sum":
+    elif which == "block_amax":
         n = 2 * threads + threads // 2 + 1
         grid, launch_block = 2, threads
         args = (cuda.to_device(_quarters(rng, n)), cuda.device_array(2, np.float32))
     else:
-        data = rng.integers(0, nbins, 2 * threads + 5).astype(np.int32)
+        data = histogram_values(rng.integers(0, nbins, 2 * threads + 5), rng)
         grid, launch_block = 2, threads
-        args = (cuda.to_device(data), cuda.to_device(np.zeros(nbins, np.int32)))
+        args = (cuda.to_device(data), np.float32(HIST_LO), np.float32(HIST_INV_WIDTH),
+                cuda.to_device(np.zeros(nbins, np.int32)))
     with sanitizer.watch() as log:
         kernel[grid, launch_block](*args)
     return log.last.plot(color_by=color_by, max_elements=4096)

@@ -19,6 +19,7 @@ in a container or a throw-away account, as with any autograder.
 
 from __future__ import annotations
 
+import os
 import sys
 import types
 from typing import Any
@@ -64,7 +65,8 @@ class Guard:
                 found.append(f"sys.modules[{name!r}] was replaced")
             current = vars(mod)
             for key, value in self.module_dicts[name].items():
-                if current.get(key, _MISSING) is not value and not _volatile(name, key):
+                if not _same(name, current.get(key, _MISSING), value) \
+                        and not _volatile(name, key):
                     found.append(f"{name}.{key} was changed")
         for cls, saved in self.classes.items():
             current = vars(cls)
@@ -84,7 +86,8 @@ class Guard:
             sys.modules[name] = mod
             current = vars(mod)
             for key, value in self.module_dicts[name].items():
-                if current.get(key, _MISSING) is not value and not _volatile(name, key):
+                if not _same(name, current.get(key, _MISSING), value) \
+                        and not _volatile(name, key):
                     try:
                         setattr(mod, key, value)
                     except (AttributeError, TypeError):  # pragma: no cover - read-only
@@ -140,6 +143,22 @@ class _Missing:
 
 
 _MISSING = _Missing()
+
+
+def _same(module: str, current: Any, saved: Any) -> bool:
+    """``current`` is ``saved``, or PyTorch's own wrapper of it: the first import of
+    ``torch._dynamo`` (an optimizer's first step triggers it) rebinds ``torch.manual_seed``
+    and a few others to ``torch._disable_dynamo(f)``, whose ``__wrapped__`` is ``f`` and
+    whose code is PyTorch's (a wrapper written in a notebook is not)."""
+    if current is saved:
+        return True
+    if not module.startswith("torch") or getattr(current, "__wrapped__", None) is not saved:
+        return False
+    import torch
+
+    code = getattr(current, "__code__", None)
+    home = os.path.dirname(torch.__file__)
+    return code is not None and os.path.abspath(code.co_filename).startswith(home + os.sep)
 
 
 def _volatile(module: str, key: str) -> bool:

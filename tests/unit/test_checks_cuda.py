@@ -22,64 +22,94 @@ TILE = 8
 NBINS = 45  # more bins than THREADS, and not a multiple of it
 
 
-# --------------------------------------------------------------------------- SAXPY
+# --------------------------------------------------------------------------- SGD momentum
 @cuda.jit
-def saxpy_ok(a, x, y, out):
-    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
-        out[i] = a * x[i] + y[i]
+def sgd_ok(lr, momentum, w, g, v):
+    for i in range(cuda.grid(1), w.size, cuda.gridsize(1)):
+        velocity = momentum * v[i] + g[i]
+        v[i] = velocity
+        w[i] -= lr * velocity
 
 
 @cuda.jit
-def saxpy_no_guard(a, x, y, out):
+def sgd_no_guard(lr, momentum, w, g, v):
     i = cuda.grid(1)
-    out[i] = a * x[i] + y[i]
+    v[i] = momentum * v[i] + g[i]
+    w[i] -= lr * v[i]
 
 
 @cuda.jit
-def saxpy_no_loop(a, x, y, out):
+def sgd_no_loop(lr, momentum, w, g, v):
     i = cuda.grid(1)
-    if i < out.size:
-        out[i] = a * x[i] + y[i]
+    if i < w.size:
+        v[i] = momentum * v[i] + g[i]
+        w[i] -= lr * v[i]
 
 
 @cuda.jit
-def saxpy_block_stride(a, x, y, out):
-    for i in range(cuda.grid(1), out.size, cuda.blockDim.x):
-        out[i] = a * x[i] + y[i]
+def sgd_block_stride(lr, momentum, w, g, v):
+    for i in range(cuda.grid(1), w.size, cuda.blockDim.x):
+        v[i] = momentum * v[i] + g[i]
+        w[i] -= lr * v[i]
 
 
 @cuda.jit
-def saxpy_todo(a, x, y, out):
+def sgd_old_velocity(lr, momentum, w, g, v):
+    for i in range(cuda.grid(1), w.size, cuda.gridsize(1)):
+        w[i] -= lr * v[i]
+        v[i] = momentum * v[i] + g[i]
+
+
+@cuda.jit
+def sgd_todo(lr, momentum, w, g, v):
     raise NotImplementedError("Lab answer: write your code here")
 
 
-def saxpy_not_jitted(a, x, y, out):
-    out[0] = a * x[0] + y[0]
+def sgd_not_jitted(lr, momentum, w, g, v):
+    w[0] -= lr * g[0]
 
 
-def test_saxpy_right_answer_passes():
-    cc.check_saxpy(saxpy_ok, threads=THREADS)
+def test_sgd_right_answer_passes():
+    cc.check_sgd_momentum(sgd_ok, threads=THREADS)
+
+
+def test_sgd_reference_is_torch_optim_sgd():
+    import torch
+
+    rng = np.random.default_rng(0)
+    w, v, g = (rng.standard_normal(50).astype(np.float32) for _ in range(3))
+    param = torch.nn.Parameter(torch.from_numpy(w.copy()))
+    optimizer = torch.optim.SGD([param], lr=0.1, momentum=0.9)
+    param.grad = torch.from_numpy(v.copy())  # step 1 sets the velocity to the gradient
+    optimizer.step()
+    param.grad = torch.from_numpy(g.copy())
+    optimizer.step()
+    w1, v1 = cc.sgd_momentum_reference(0.1, 0.9, w, v, np.zeros_like(v))
+    w2, v2 = cc.sgd_momentum_reference(0.1, 0.9, w1, g, v1)
+    np.testing.assert_allclose(w2, param.detach().numpy(), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(v2, optimizer.state[param]["momentum_buffer"].numpy(),
+                               rtol=1e-6, atol=1e-7)
 
 
 @pytest.mark.parametrize("kernel, hint", [
-    (saxpy_no_guard, "bounds guard"),
-    (saxpy_no_loop, "cuda.gridsize(1)"),
-    # two blocks write each element: the access checker names the race on the simulator
-    # (already where the answer is right); on a GPU the in-place case shows the updates
-    (saxpy_block_stride, "race: global `out`" if cudasim.on_simulator() else "updated by"),
+    (sgd_no_guard, "bounds guard"),
+    (sgd_no_loop, "cuda.gridsize(1)"),
+    # blocks overlap: elements take two steps (also a race between blocks on a GPU)
+    (sgd_block_stride, "took two steps"),
+    (sgd_old_velocity, "uses the NEW v[i]"),
 ])
-def test_saxpy_mistakes_are_named(kernel, hint):
-    with pytest.raises(AssertionError, match="saxpy_grid_stride on n=") as info:
-        cc.check_saxpy(kernel, threads=THREADS)
+def test_sgd_mistakes_are_named(kernel, hint):
+    with pytest.raises(AssertionError, match="sgd_momentum on n=") as info:
+        cc.check_sgd_momentum(kernel, threads=THREADS)
     assert hint in str(info.value)
 
 
 def test_unfinished_and_unjitted_kernels():
     with pytest.raises(NotImplementedError):
-        cc.check_saxpy(saxpy_todo, threads=THREADS)
+        cc.check_sgd_momentum(sgd_todo, threads=THREADS)
     with pytest.raises(AssertionError, match="@cuda.jit"):
-        cc.check_saxpy(saxpy_not_jitted, threads=THREADS)
-    assert not cc.implemented(saxpy_todo) and cc.implemented(saxpy_ok)
+        cc.check_sgd_momentum(sgd_not_jitted, threads=THREADS)
+    assert not cc.implemented(sgd_todo) and cc.implemented(sgd_ok)
 
 
 # --------------------------------------------------------------------------- blur
@@ -153,111 +183,145 @@ def test_blur_mistakes_are_named(kernel, hint):
     assert hint in str(info.value)
 
 
-# --------------------------------------------------------------------------- matmul
+# --------------------------------------------------------------------------- linear layer
 @cuda.jit
-def matmul_ok(A, B, C):
-    sA = cuda.shared.array((TILE, TILE), float32)
-    sB = cuda.shared.array((TILE, TILE), float32)
+def linear_ok(X, W, b, Y):
+    sX = cuda.shared.array((TILE, TILE), float32)
+    sW = cuda.shared.array((TILE, TILE + 1), float32)
     tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
-    M, K = A.shape
-    N = B.shape[1]
+    M, K = X.shape
+    N = W.shape[0]
     row = cuda.blockIdx.y * TILE + ty
     col = cuda.blockIdx.x * TILE + tx
+    w_row = cuda.blockIdx.x * TILE + ty
     acc = float32(0.0)
     for k0 in range(0, K, TILE):
-        sA[ty, tx] = A[row, k0 + tx] if row < M and k0 + tx < K else float32(0.0)
-        sB[ty, tx] = B[k0 + ty, col] if k0 + ty < K and col < N else float32(0.0)
+        sX[ty, tx] = X[row, k0 + tx] if row < M and k0 + tx < K else float32(0.0)
+        sW[ty, tx] = W[w_row, k0 + tx] if w_row < N and k0 + tx < K else float32(0.0)
         cuda.syncthreads()
         for j in range(TILE):
-            acc += sA[ty, j] * sB[j, tx]
+            acc += sX[ty, j] * sW[tx, j]
         cuda.syncthreads()
     if row < M and col < N:
-        C[row, col] = acc
+        Y[row, col] = acc + b[col]
 
 
 @cuda.jit
-def matmul_no_sync(A, B, C):
-    sA = cuda.shared.array((TILE, TILE), float32)
-    sB = cuda.shared.array((TILE, TILE), float32)
+def linear_no_sync(X, W, b, Y):
+    sX = cuda.shared.array((TILE, TILE), float32)
+    sW = cuda.shared.array((TILE, TILE), float32)
     tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
-    M, K = A.shape
-    N = B.shape[1]
+    M, K = X.shape
+    N = W.shape[0]
     row = cuda.blockIdx.y * TILE + ty
     col = cuda.blockIdx.x * TILE + tx
+    w_row = cuda.blockIdx.x * TILE + ty
     acc = float32(0.0)
     for k0 in range(0, K, TILE):
-        sA[ty, tx] = A[row, k0 + tx] if row < M and k0 + tx < K else float32(0.0)
-        sB[ty, tx] = B[k0 + ty, col] if k0 + ty < K and col < N else float32(0.0)
+        sX[ty, tx] = X[row, k0 + tx] if row < M and k0 + tx < K else float32(0.0)
+        sW[ty, tx] = W[w_row, k0 + tx] if w_row < N and k0 + tx < K else float32(0.0)
         for j in range(TILE):
-            acc += sA[ty, j] * sB[j, tx]
+            acc += sX[ty, j] * sW[tx, j]
     if row < M and col < N:
-        C[row, col] = acc
+        Y[row, col] = acc + b[col]
 
 
 @cuda.jit
-def matmul_late_sync(A, B, C):
+def linear_late_sync(X, W, b, Y):
     """Syncs after using the tiles but not between loading and using them."""
-    sA = cuda.shared.array((TILE, TILE), float32)
-    sB = cuda.shared.array((TILE, TILE), float32)
+    sX = cuda.shared.array((TILE, TILE), float32)
+    sW = cuda.shared.array((TILE, TILE), float32)
     tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
-    M, K = A.shape
-    N = B.shape[1]
+    M, K = X.shape
+    N = W.shape[0]
     row = cuda.blockIdx.y * TILE + ty
     col = cuda.blockIdx.x * TILE + tx
+    w_row = cuda.blockIdx.x * TILE + ty
     acc = float32(0.0)
     for k0 in range(0, K, TILE):
-        sA[ty, tx] = A[row, k0 + tx] if row < M and k0 + tx < K else float32(0.0)
-        sB[ty, tx] = B[k0 + ty, col] if k0 + ty < K and col < N else float32(0.0)
+        sX[ty, tx] = X[row, k0 + tx] if row < M and k0 + tx < K else float32(0.0)
+        sW[ty, tx] = W[w_row, k0 + tx] if w_row < N and k0 + tx < K else float32(0.0)
         for j in range(TILE):
-            acc += sA[ty, j] * sB[j, tx]
+            acc += sX[ty, j] * sW[tx, j]
         cuda.syncthreads()
     if row < M and col < N:
-        C[row, col] = acc
+        Y[row, col] = acc + b[col]
 
 
 @cuda.jit
-def matmul_no_zero_fill(A, B, C):
-    sA = cuda.shared.array((TILE, TILE), float32)
-    sB = cuda.shared.array((TILE, TILE), float32)
+def linear_no_zero_fill(X, W, b, Y):
+    sX = cuda.shared.array((TILE, TILE), float32)
+    sW = cuda.shared.array((TILE, TILE), float32)
     tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
-    N = B.shape[1]
     row = cuda.blockIdx.y * TILE + ty
     col = cuda.blockIdx.x * TILE + tx
     acc = float32(0.0)
-    for k0 in range(0, A.shape[1], TILE):
-        sA[ty, tx] = A[row, k0 + tx]
-        sB[ty, tx] = B[k0 + ty, col]
+    for k0 in range(0, X.shape[1], TILE):
+        sX[ty, tx] = X[row, k0 + tx]
+        sW[ty, tx] = W[cuda.blockIdx.x * TILE + ty, k0 + tx]
         cuda.syncthreads()
         for j in range(TILE):
-            acc += sA[ty, j] * sB[j, tx]
+            acc += sX[ty, j] * sW[tx, j]
         cuda.syncthreads()
-    if row < A.shape[0] and col < N:
-        C[row, col] = acc
+    if row < X.shape[0] and col < W.shape[0]:
+        Y[row, col] = acc + b[col]
 
 
 @cuda.jit
-def matmul_naive_in_disguise(A, B, C):
+def linear_no_bias(X, W, b, Y):
+    sX = cuda.shared.array((TILE, TILE), float32)
+    sW = cuda.shared.array((TILE, TILE), float32)
+    tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
+    M, K = X.shape
+    N = W.shape[0]
+    row = cuda.blockIdx.y * TILE + ty
+    col = cuda.blockIdx.x * TILE + tx
+    w_row = cuda.blockIdx.x * TILE + ty
+    acc = float32(0.0)
+    for k0 in range(0, K, TILE):
+        sX[ty, tx] = X[row, k0 + tx] if row < M and k0 + tx < K else float32(0.0)
+        sW[ty, tx] = W[w_row, k0 + tx] if w_row < N and k0 + tx < K else float32(0.0)
+        cuda.syncthreads()
+        for j in range(TILE):
+            acc += sX[ty, j] * sW[tx, j]
+        cuda.syncthreads()
+    if row < M and col < N:
+        Y[row, col] = acc
+
+
+@cuda.jit
+def linear_naive_in_disguise(X, W, b, Y):
     col, row = cuda.grid(2)
-    if row < C.shape[0] and col < C.shape[1]:
+    if row < Y.shape[0] and col < Y.shape[1]:
         acc = float32(0.0)
-        for k in range(A.shape[1]):
-            acc += A[row, k] * B[k, col]
-        C[row, col] = acc
+        for k in range(X.shape[1]):
+            acc += X[row, k] * W[col, k]
+        Y[row, col] = acc + b[col]
 
 
-def test_matmul_right_answer_passes():
-    cc.check_matmul_tiled(matmul_ok, tile=TILE)
+def test_linear_right_answer_passes():
+    cc.check_linear_tiled(linear_ok, tile=TILE)
+
+
+def test_linear_reference_is_torch_linear():
+    import torch
+
+    rng = np.random.default_rng(1)
+    X, W, b = (rng.standard_normal(s) for s in ((5, 7), (3, 7), 3))
+    expected = torch.nn.functional.linear(*(torch.from_numpy(a) for a in (X, W, b)))
+    np.testing.assert_allclose(cc.linear_reference(X, W, b), expected.numpy(), rtol=1e-12)
 
 
 @pytest.mark.parametrize("kernel, hint", [
-    (matmul_no_sync, "never calls cuda.syncthreads()"),
-    (matmul_late_sync, "syncthreads"),
-    (matmul_no_zero_fill, "outside an array"),
-    (matmul_naive_in_disguise, "never calls cuda.shared.array"),
+    (linear_no_sync, "never calls cuda.syncthreads()"),
+    (linear_late_sync, "syncthreads"),
+    (linear_no_zero_fill, "outside an array"),
+    (linear_no_bias, "without the bias"),
+    (linear_naive_in_disguise, "never calls cuda.shared.array"),
 ])
-def test_matmul_mistakes_are_named(kernel, hint):
-    with pytest.raises(AssertionError, match="matmul_tiled") as info:
-        cc.check_matmul_tiled(kernel, tile=TILE)
+def test_linear_mistakes_are_named(kernel, hint):
+    with pytest.raises(AssertionError, match="linear_tiled") as info:
+        cc.check_linear_tiled(kernel, tile=TILE)
     assert hint in str(info.value)
 
 
@@ -284,7 +348,7 @@ def test_speed_check_reports_both_timings_when_too_slow():
     so a huge required speed-up fails there by construction)."""
     result = {}
     with pytest.raises(AssertionError, match=r"x faster; needs at least 1e\+09x"):
-        cc.check_matmul_speed(matmul_ok, matmul_naive_in_disguise, tile=TILE, n=9,
+        cc.check_linear_speed(linear_ok, linear_naive_in_disguise, tile=TILE, n=9,
                               min_speedup=1e9, warmup=0, repeats=1, result=result)
     assert set(result) >= {"naive", "tiled", "speedup", "naive_gflops", "tiled_gflops"}
 
@@ -292,25 +356,25 @@ def test_speed_check_reports_both_timings_when_too_slow():
 @pytest.mark.gpu
 def test_speed_check_on_a_gpu():
     result = {}
-    speedup = cc.check_matmul_speed(matmul_ok, matmul_naive_in_disguise, tile=TILE, n=512,
+    speedup = cc.check_linear_speed(linear_ok, linear_naive_in_disguise, tile=TILE, n=512,
                                     min_speedup=0.01, warmup=1, repeats=3, result=result)
     assert speedup == result["speedup"] > 0
 
 
 # --------------------------------------------------------------------------- reduction
 @cuda.jit
-def block_sum_ok(x, partial):
+def block_amax_ok(x, partial):
     cache = cuda.shared.array(THREADS, float32)
     t = cuda.threadIdx.x
     acc = float32(0.0)
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
-        acc += x[i]
+        acc = max(acc, abs(x[i]))
     cache[t] = acc
     cuda.syncthreads()
     step = THREADS // 2
     while step > 0:
         if t < step:
-            cache[t] += cache[t + step]
+            cache[t] = max(cache[t], cache[t + step])
         cuda.syncthreads()
         step //= 2
     if t == 0:
@@ -318,29 +382,68 @@ def block_sum_ok(x, partial):
 
 
 @cuda.jit
-def block_sum_tree_no_sync(x, partial):
+def block_amax_tree_no_sync(x, partial):
     cache = cuda.shared.array(THREADS, float32)
     t = cuda.threadIdx.x
     acc = float32(0.0)
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
-        acc += x[i]
+        acc = max(acc, abs(x[i]))
     cache[t] = acc
     cuda.syncthreads()
     step = THREADS // 2
     while step > 0:
         if t < step:
-            cache[t] += cache[t + step]
+            cache[t] = max(cache[t], cache[t + step])
         step //= 2
     if t == 0:
         partial[cuda.blockIdx.x] = cache[0]
 
 
 @cuda.jit
-def block_sum_one_each(x, partial):
+def block_amax_one_each(x, partial):
     cache = cuda.shared.array(THREADS, float32)
     t = cuda.threadIdx.x
     i = cuda.grid(1)
-    cache[t] = x[i] if i < x.size else float32(0.0)
+    cache[t] = abs(x[i]) if i < x.size else float32(0.0)
+    cuda.syncthreads()
+    step = THREADS // 2
+    while step > 0:
+        if t < step:
+            cache[t] = max(cache[t], cache[t + step])
+        cuda.syncthreads()
+        step //= 2
+    if t == 0:
+        partial[cuda.blockIdx.x] = cache[0]
+
+
+@cuda.jit
+def block_amax_no_abs(x, partial):
+    cache = cuda.shared.array(THREADS, float32)
+    t = cuda.threadIdx.x
+    acc = float32(0.0)
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        acc = max(acc, x[i])
+    cache[t] = acc
+    cuda.syncthreads()
+    step = THREADS // 2
+    while step > 0:
+        if t < step:
+            cache[t] = max(cache[t], cache[t + step])
+        cuda.syncthreads()
+        step //= 2
+    if t == 0:
+        partial[cuda.blockIdx.x] = cache[0]
+
+
+@cuda.jit
+def block_sum_of_lesson09(x, partial):
+    """Lesson 09's reduction (a sum): the right shape, the wrong operation."""
+    cache = cuda.shared.array(THREADS, float32)
+    t = cuda.threadIdx.x
+    acc = float32(0.0)
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        acc += x[i]
+    cache[t] = acc
     cuda.syncthreads()
     step = THREADS // 2
     while step > 0:
@@ -352,66 +455,79 @@ def block_sum_one_each(x, partial):
         partial[cuda.blockIdx.x] = cache[0]
 
 
-def reduce_sum_ok(x, blocks):
+def reduce_amax_ok(x, blocks):
     partial = cuda.device_array(blocks, dtype=np.float32)
-    total = cuda.device_array(1, dtype=np.float32)
-    block_sum_ok[blocks, THREADS](x, partial)
-    block_sum_ok[1, THREADS](partial, total)
-    return float(total.copy_to_host()[0])
+    result = cuda.device_array(1, dtype=np.float32)
+    block_amax_ok[blocks, THREADS](x, partial)
+    block_amax_ok[1, THREADS](partial, result)
+    return float(result.copy_to_host()[0])
 
 
-def reduce_sum_one_pass(x, blocks):
+def reduce_amax_one_pass(x, blocks):
     partial = cuda.device_array(blocks, dtype=np.float32)
-    block_sum_ok[blocks, THREADS](x, partial)
+    block_amax_ok[blocks, THREADS](x, partial)
     return float(partial.copy_to_host()[0])
 
 
 def test_reduction_right_answers_pass():
-    cc.check_block_sum(block_sum_ok, threads=THREADS)
-    cc.check_reduce_sum(reduce_sum_ok, threads=THREADS)
+    cc.check_block_amax(block_amax_ok, threads=THREADS)
+    cc.check_reduce_amax(reduce_amax_ok, threads=THREADS)
 
 
 @pytest.mark.parametrize("kernel, hint", [
-    (block_sum_tree_no_sync, "syncthreads"),
-    (block_sum_one_each, "only one element"),
+    (block_amax_tree_no_sync, "syncthreads"),
+    (block_amax_one_each, "only one element"),
+    (block_amax_no_abs, "ABSOLUTE"),
+    (block_sum_of_lesson09, "blocks' sums"),
 ])
-def test_block_sum_mistakes_are_named(kernel, hint):
-    with pytest.raises(AssertionError, match="block_sum on n=") as info:
-        cc.check_block_sum(kernel, threads=THREADS)
+def test_block_amax_mistakes_are_named(kernel, hint):
+    with pytest.raises(AssertionError, match="block_amax on n=") as info:
+        cc.check_block_amax(kernel, threads=THREADS)
     assert hint in str(info.value)
 
 
-def test_reduce_sum_waits_for_block_sum():
+def test_reduce_amax_waits_for_block_amax():
     @cuda.jit
-    def block_sum_todo(x, partial):
+    def block_amax_todo(x, partial):
         raise NotImplementedError("Lab answer: write your code here")
 
-    with pytest.raises(NotImplementedError, match="block_sum"):
-        cc.check_reduce_sum(reduce_sum_ok, threads=THREADS, block_sum=block_sum_todo)
+    with pytest.raises(NotImplementedError, match="block_amax"):
+        cc.check_reduce_amax(reduce_amax_ok, threads=THREADS, block_amax=block_amax_todo)
 
 
-def test_reduce_sum_one_pass_is_named():
-    with pytest.raises(AssertionError, match="block 0's partial sum only"):
-        cc.check_reduce_sum(reduce_sum_one_pass, threads=THREADS)
+def test_reduce_amax_one_pass_is_named():
+    with pytest.raises(AssertionError, match="block 0's result only"):
+        cc.check_reduce_amax(reduce_amax_one_pass, threads=THREADS)
 
 
-def test_block_sum_reference_follows_the_grid_stride_split():
-    x = np.arange(10, dtype=np.float64)
-    # 2 blocks x 2 threads: thread g adds x[g], x[g + 4], x[g + 8]
-    np.testing.assert_array_equal(cc.thread_shares(x, 2, 2), [12, 15, 8, 10])
-    np.testing.assert_array_equal(cc.block_sum_reference(x, 2, 2), [27, 18])
+def test_block_amax_reference_follows_the_grid_stride_split():
+    x = np.array([0, -1, 2, -3, 4, -5, 6, -7, 8, -9], dtype=np.float64)
+    # 2 blocks x 2 threads: thread g looks at x[g], x[g + 4], x[g + 8]
+    np.testing.assert_array_equal(cc.thread_shares(x, 2, 2), [8, 9, 6, 7])
+    np.testing.assert_array_equal(cc.thread_shares(x, 2, 2, op="sum"), [12, -15, 8, -10])
+    np.testing.assert_array_equal(cc.block_amax_reference(x, 2, 2), [9, 7])
 
 
 # --------------------------------------------------------------------------- histogram
+@cuda.jit(device=True)
+def bin_index(v, lo, inv_width):
+    t = (v - lo) * inv_width
+    if t >= 0 and t < NBINS:
+        return int(t)
+    return -1
+
+
 @cuda.jit
-def histogram_ok(data, bins):
+def histogram_ok(data, lo, inv_width, bins):
     local = cuda.shared.array(NBINS, int32)
     t = cuda.threadIdx.x
     for b in range(t, NBINS, cuda.blockDim.x):
         local[b] = 0
     cuda.syncthreads()
     for i in range(cuda.grid(1), data.size, cuda.gridsize(1)):
-        cuda.atomic.add(local, data[i], 1)
+        b = bin_index(data[i], lo, inv_width)
+        if b >= 0:
+            cuda.atomic.add(local, b, 1)
     cuda.syncthreads()
     for b in range(t, NBINS, cuda.blockDim.x):
         if local[b] != 0:
@@ -419,40 +535,63 @@ def histogram_ok(data, bins):
 
 
 @cuda.jit
-def histogram_last_bin_lost(data, bins):
+def histogram_last_bin_lost(data, lo, inv_width, bins):
     local = cuda.shared.array(NBINS, int32)
     t = cuda.threadIdx.x
     for b in range(t, NBINS, cuda.blockDim.x):
         local[b] = 0
     cuda.syncthreads()
     for i in range(cuda.grid(1), data.size, cuda.gridsize(1)):
-        cuda.atomic.add(local, data[i], 1)
+        b = bin_index(data[i], lo, inv_width)
+        if b >= 0:
+            cuda.atomic.add(local, b, 1)
     cuda.syncthreads()
     for b in range(t, NBINS - 1, cuda.blockDim.x):  # off by one
         cuda.atomic.add(bins, b, local[b])
 
 
 @cuda.jit
-def histogram_one_bin_per_thread(data, bins):
+def histogram_one_bin_per_thread(data, lo, inv_width, bins):
     local = cuda.shared.array(NBINS, int32)
     t = cuda.threadIdx.x
     if t < NBINS:
         local[t] = 0
     cuda.syncthreads()
     for i in range(cuda.grid(1), data.size, cuda.gridsize(1)):
-        cuda.atomic.add(local, data[i], 1)
+        b = bin_index(data[i], lo, inv_width)
+        if b >= 0:
+            cuda.atomic.add(local, b, 1)
     cuda.syncthreads()
     if t < NBINS:
         cuda.atomic.add(bins, t, local[t])
 
 
 @cuda.jit
-def histogram_not_zeroed(data, bins):
+def histogram_not_zeroed(data, lo, inv_width, bins):
     local = cuda.shared.array(NBINS, int32)
     t = cuda.threadIdx.x
     cuda.syncthreads()
     for i in range(cuda.grid(1), data.size, cuda.gridsize(1)):
-        cuda.atomic.add(local, data[i], 1)
+        b = bin_index(data[i], lo, inv_width)
+        if b >= 0:
+            cuda.atomic.add(local, b, 1)
+    cuda.syncthreads()
+    for b in range(t, NBINS, cuda.blockDim.x):
+        cuda.atomic.add(bins, b, local[b])
+
+
+@cuda.jit
+def histogram_clamped(data, lo, inv_width, bins):
+    """Values outside the range clamped into the edge bins instead of dropped."""
+    local = cuda.shared.array(NBINS, int32)
+    t = cuda.threadIdx.x
+    for b in range(t, NBINS, cuda.blockDim.x):
+        local[b] = 0
+    cuda.syncthreads()
+    for i in range(cuda.grid(1), data.size, cuda.gridsize(1)):
+        f = (data[i] - lo) * inv_width
+        b = min(max(int(f), 0), NBINS - 1)
+        cuda.atomic.add(local, b, 1)
     cuda.syncthreads()
     for b in range(t, NBINS, cuda.blockDim.x):
         cuda.atomic.add(bins, b, local[b])
@@ -466,6 +605,7 @@ def test_histogram_right_answer_passes():
     (histogram_last_bin_lost, "Only the last bin"),
     (histogram_one_bin_per_thread, f"Only bins >= {THREADS}"),
     (histogram_not_zeroed, "zeroed"),
+    (histogram_clamped, "outside: skip them"),
 ])
 def test_histogram_mistakes_are_named(kernel, hint):
     with pytest.raises(AssertionError, match="histogram_shared on n=") as info:
@@ -473,18 +613,32 @@ def test_histogram_mistakes_are_named(kernel, hint):
     assert hint in str(info.value)
 
 
-def test_histogram_cases_cover_every_bin_and_odd_sizes():
-    cases = cc.histogram_cases(NBINS, np.random.default_rng(0))
-    assert cases[-1][0].tolist() == [NBINS - 1]
+def test_histogram_cases_cover_every_bin_the_edges_and_odd_sizes():
+    rng = np.random.default_rng(0)
+    cases = cc.histogram_cases(NBINS, rng)
+    assert cc.bin_of(cases[-1][0], cc.HIST_LO, cc.HIST_INV_WIDTH, NBINS).tolist() == [NBINS - 1]
     data, blocks = cases[0]
-    assert set(data.tolist()) == set(range(NBINS)) and data.size % (blocks * THREADS)
+    bins = cc.bin_of(data, cc.HIST_LO, cc.HIST_INV_WIDTH, NBINS)
+    assert set(bins[bins >= 0].tolist()) == set(range(NBINS)) and (bins < 0).sum() >= 6
+    end = np.float32(cc.HIST_LO + NBINS / cc.HIST_INV_WIDTH)
+    assert (data == end).any()  # a value exactly at the end of the range: not counted
+    assert data.size % (blocks * THREADS)
+
+
+def test_histogram_reference_is_numpys_away_from_the_edges():
+    rng = np.random.default_rng(3)
+    centres = cc.HIST_LO + (rng.integers(-3, NBINS + 3, 500) + 0.5) / cc.HIST_INV_WIDTH
+    data = centres.astype(np.float32)
+    hi = cc.HIST_LO + NBINS / cc.HIST_INV_WIDTH
+    expected, _ = np.histogram(data, NBINS, range=(cc.HIST_LO, hi))
+    np.testing.assert_array_equal(cc.histogram_reference(data, NBINS), expected)
 
 
 # --------------------------------------------------------------------------- settings
-LAB2 = {"threads": 64, "block_x": 8, "block_y": 8, "saxpy_n": 1001, "saxpy_blocks": 2,
+LAB2 = {"threads": 64, "block_x": 8, "block_y": 8, "sgd_n": 1001, "sgd_blocks": 2,
         "image_rows": 24, "image_cols": 40, "speed_n": 2048, "min_speedup": 3.0,
         "warmup": 0, "repeats": 1, "launches": 1}
-LAB3 = {"threads": 64, "blocks": 3, "nbins": 100, "sum_n": 1001, "hist_n": 1001,
+LAB3 = {"threads": 64, "blocks": 3, "nbins": 100, "amax_n": 1001, "hist_n": 1001,
         "warmup": 0, "repeats": 1, "launches": 1}
 
 
@@ -499,7 +653,7 @@ def test_good_settings_pass_through():
     ("threads", 2048, "THREADS=2048 is not valid.*1024"),
     ("block_x", 64, r"\(BLOCK_X, BLOCK_Y\)=\(64, 64\).*4096 threads"),
     ("block_y", 0, r"\(BLOCK_X, BLOCK_Y\)=\(8, 0\) is not valid"),
-    ("saxpy_n", 0, "SAXPY_N=0 is not valid"),
+    ("sgd_n", 0, "SGD_N=0 is not valid"),
     ("min_speedup", -1.0, "MIN_SPEEDUP=-1.0 is not valid"),
     ("min_speedup", "fast", "MIN_SPEEDUP='fast' is not valid; it must be a number > 0"),
     ("image_rows", "abc", "IMAGE_ROWS='abc' is not valid; it must be an integer >= 1"),
@@ -525,24 +679,24 @@ def test_bad_lab3_settings_name_the_parameter(key, value, match):
 
 # ------------------------------------------------- the access checker inside the checks
 @cuda.jit
-def histogram_flush_plain(data, bins):
+def histogram_flush_plain(data, lo, inv_width, bins):
     """Right on the simulator (one block at a time), wrong on a GPU: `+=` into global."""
     local = cuda.shared.array(NBINS, int32)
     t = cuda.threadIdx.x
     for b in range(t, NBINS, cuda.blockDim.x):
         local[b] = 0
     cuda.syncthreads()
-    i = cuda.grid(1)
-    while i < data.size:
-        cuda.atomic.add(local, data[i], 1)
-        i += cuda.gridsize(1)
+    for i in range(cuda.grid(1), data.size, cuda.gridsize(1)):
+        b = bin_index(data[i], lo, inv_width)
+        if b >= 0:
+            cuda.atomic.add(local, b, 1)
     cuda.syncthreads()
     for b in range(t, NBINS, cuda.blockDim.x):
         bins[b] += local[b]
 
 
 @cuda.jit
-def histogram_global_each_value(data, bins):
+def histogram_global_each_value(data, lo, inv_width, bins):
     """Right everywhere, but every value is an atomic on global memory (the shared
     histogram is zeroed and never used): the traffic check catches it."""
     local = cuda.shared.array(NBINS, int32)
@@ -550,43 +704,41 @@ def histogram_global_each_value(data, bins):
     for b in range(t, NBINS, cuda.blockDim.x):
         local[b] = 0
     cuda.syncthreads()
-    i = cuda.grid(1)
-    while i < data.size:
-        cuda.atomic.add(bins, data[i], 1)
-        i += cuda.gridsize(1)
+    for i in range(cuda.grid(1), data.size, cuda.gridsize(1)):
+        b = bin_index(data[i], lo, inv_width)
+        if b >= 0:
+            cuda.atomic.add(bins, b, 1)
 
 
 @cuda.jit
-def matmul_shared_for_show(A, B, C):
-    """Right everywhere, but reads A and B from global memory for every product."""
+def linear_shared_for_show(X, W, b, Y):
+    """Right everywhere, but reads X and W from global memory for every product."""
     s = cuda.shared.array(1, float32)
     col, row = cuda.grid(2)
     if cuda.threadIdx.x == 0 and cuda.threadIdx.y == 0:
         s[0] = 0.0
     cuda.syncthreads()
-    if row < C.shape[0] and col < C.shape[1]:
+    if row < Y.shape[0] and col < Y.shape[1]:
         acc = float32(0.0)
-        for k in range(A.shape[1]):
-            acc += A[row, k] * B[k, col]
-        C[row, col] = acc + s[0]
+        for k in range(X.shape[1]):
+            acc += X[row, k] * W[col, k]
+        Y[row, col] = acc + b[col] + s[0]
 
 
 @cuda.jit
-def block_sum_global_atomics(x, partial):
-    """Right sums, but every thread adds its share into partial[b] in global memory."""
+def block_amax_global_atomics(x, partial):
+    """Right results, but every thread folds its value into partial[b] in global memory."""
     cache = cuda.shared.array(THREADS, float32)
     t = cuda.threadIdx.x
     acc = float32(0.0)
-    i = cuda.grid(1)
-    while i < x.size:
-        acc += x[i]
-        i += cuda.gridsize(1)
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        acc = max(acc, abs(x[i]))
     cache[t] = acc
     cuda.syncthreads()
     if t == 0:
         partial[cuda.blockIdx.x] = 0.0
     cuda.syncthreads()
-    cuda.atomic.add(partial, cuda.blockIdx.x, cache[t])
+    cuda.atomic.max(partial, cuda.blockIdx.x, cache[t])
 
 
 needs_simulator = pytest.mark.skipif(not cudasim.on_simulator(),
@@ -604,23 +756,23 @@ def test_a_race_between_blocks_fails_although_the_answer_is_right():
 
 @needs_simulator
 def test_traffic_checks_pass_the_right_kernels():
-    cc.check_matmul_traffic(matmul_ok, tile=TILE)
-    cc.check_block_sum_traffic(block_sum_ok, threads=THREADS)
+    cc.check_linear_traffic(linear_ok, tile=TILE)
+    cc.check_block_amax_traffic(block_amax_ok, threads=THREADS)
     cc.check_histogram_traffic(histogram_ok, threads=THREADS, nbins=NBINS)
 
 
 @needs_simulator
 @pytest.mark.parametrize("check, kernel, config, message", [
-    (cc.check_matmul_traffic, matmul_shared_for_show, {"tile": TILE}, "A["),
-    (cc.check_block_sum_traffic, block_sum_global_atomics, {"threads": THREADS},
+    (cc.check_linear_traffic, linear_shared_for_show, {"tile": TILE}, "X["),
+    (cc.check_block_amax_traffic, block_amax_global_atomics, {"threads": THREADS},
      "partial[0] was written"),
     (cc.check_histogram_traffic, histogram_global_each_value,
      {"threads": THREADS, "nbins": NBINS}, "bins["),
 ])
 def test_right_answers_that_ignore_the_memory_hierarchy_lose_the_traffic_check(
         check, kernel, config, message):
-    kernel_check = {cc.check_matmul_traffic: cc.check_matmul_tiled,
-                    cc.check_block_sum_traffic: cc.check_block_sum,
+    kernel_check = {cc.check_linear_traffic: cc.check_linear_tiled,
+                    cc.check_block_amax_traffic: cc.check_block_amax,
                     cc.check_histogram_traffic: cc.check_histogram}[check]
     kernel_check(kernel, **config)  # the answer itself is right ...
     with pytest.raises(AssertionError) as info:  # ... its global-memory traffic is not
@@ -639,10 +791,10 @@ def test_simulator_only_check_is_not_graded_on_a_gpu(monkeypatch, capsys):
 
 @needs_simulator
 @pytest.mark.parametrize("which, kernel, config", [
-    ("saxpy", saxpy_ok, {"threads": 4}),
+    ("sgd_momentum", sgd_ok, {"threads": 4}),
     ("blur", blur_ok, {"block": (4, 4)}),
-    ("matmul", matmul_ok, {"tile": TILE}),
-    ("block_sum", block_sum_ok, {"threads": THREADS}),
+    ("linear", linear_ok, {"tile": TILE}),
+    ("block_amax", block_amax_ok, {"threads": THREADS}),
     ("histogram", histogram_ok, {"threads": THREADS, "nbins": NBINS}),
 ])
 def test_access_picture_of_every_lab_kernel(which, kernel, config):
