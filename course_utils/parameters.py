@@ -270,7 +270,7 @@ RULES: dict[str, dict[str, Rule]] = {
         "lr": POSITIVE, "compile": Flag(), "cpu_threads": COUNT0, "profile_steps": COUNT,
         "min_amp_speedup": Computed(POSITIVE)},
     "lab4_distributed": {
-        "world_sizes": Ints(2, distinct=True), "lengths": Ints(1),
+        "world_sizes": Ints(2, distinct=True), "lengths": Ints(1), "align": COUNT,
         "dp_world_sizes": Ints(2, distinct=True), "dp_steps": COUNT, "dp_batch": COUNT,
         "dp_lr": POSITIVE, "timeout": SECONDS, "group_timeout": SECONDS},
     "data_parallel": {

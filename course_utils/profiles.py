@@ -142,8 +142,9 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "warmup": 1, "repeats": 3, "num_workers": 1, "lr": 0.05, "compile": False,
             "cpu_threads": 1, "profile_steps": 3, "min_amp_speedup": None},
         "lab4_distributed": {  # quick: lab4_distributed (Gloo processes on the CPU)
-            "world_sizes": (2, 3, 4), "lengths": (1, 5, 1001), "dp_world_sizes": (2, 3),
-            "dp_steps": 5, "dp_batch": 3, "dp_lr": 0.1, "timeout": 240.0, "group_timeout": 20.0},
+            "world_sizes": (2, 3, 4), "lengths": (1, 5, 1001), "align": 4,
+            "dp_world_sizes": (2, 3), "dp_steps": 5, "dp_batch": 3, "dp_lr": 0.1,
+            "timeout": 240.0, "group_timeout": 20.0},
         "data_parallel": {  # quick: data_parallel (Gloo processes on the CPU)
             "n_per_class": 360, "hidden": (32, 32), "dtype": "float64", "batch_size": 30,
             "epochs": 2, "lr": 0.1, "base_batch": 30, "warmup_steps": 5, "momentum": 0.9,
@@ -287,8 +288,9 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "warmup": 1, "repeats": 5, "num_workers": 8, "lr": 0.05, "compile": True,
             "cpu_threads": 0, "profile_steps": 5, "min_amp_speedup": 2.0},
         "lab4_distributed": {  # full: lab4_distributed (Gloo processes, also on a GPU node)
-            "world_sizes": (2, 3, 4), "lengths": (1, 5, 1001, 1_000_003), "dp_world_sizes": (2, 3),
-            "dp_steps": 20, "dp_batch": 5, "dp_lr": 0.1, "timeout": 300.0, "group_timeout": 30.0},
+            "world_sizes": (2, 3, 4), "lengths": (1, 5, 1001, 1_000_003), "align": 4,
+            "dp_world_sizes": (2, 3), "dp_steps": 20, "dp_batch": 5, "dp_lr": 0.1,
+            "timeout": 300.0, "group_timeout": 30.0},
         "data_parallel": {  # full: data_parallel (NCCL, a rank per GPU; else Gloo on CPUs)
             "n_per_class": 1200, "hidden": (64, 64), "dtype": "float64", "batch_size": 50,
             "epochs": 3, "lr": 0.1, "base_batch": 50, "warmup_steps": 10, "momentum": 0.9,

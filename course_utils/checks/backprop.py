@@ -4,7 +4,9 @@ The graded cells of ``labs/lab1_backprop.ipynb`` call these functions with the s
 classes. Each check runs the student's layer on random, odd-sized float64 inputs with
 fixed seeds and compares it with a NumPy reference:
 
-* forward passes with the formula written out in NumPy;
+* forward passes with the formula written out in NumPy (each cross-checked against
+  PyTorch's own function in tests/unit/test_checks_backprop.py: ``F.linear``,
+  ``F.gelu(approximate="tanh")``, ``F.cross_entropy(label_smoothing=...)``);
 * backward passes with the *numerical* gradient (central differences) of
   ``sum(out * G)`` for a random ``G``: the gradient of that scalar with respect to ``out``
   is ``G``, so ``backward(G)`` must equal it, whatever the layer;
@@ -31,21 +33,31 @@ from .own_work import answers_own
 # (batch, n_in, n_out): odd, unequal sizes, so a transposed or mis-summed array cannot
 # have the right shape by accident.
 LINEAR_SHAPES = ((7, 5, 3), (4, 11, 6))
-# (batch, features) for ReLU; (batch, classes) for the loss.
-RELU_SHAPES = ((7, 5), (3, 13))
+# (batch, features) for GELU; (batch, classes) for the loss.
+GELU_SHAPES = ((7, 5), (3, 13))
 LOSS_SHAPES = ((7, 3), (6, 5))
+SMOOTHINGS = (0.0, 0.1, 0.25)  # label smoothing: none (plain cross-entropy), usual, large
+GELU_C = float(np.sqrt(2.0 / np.pi))  # GELU's tanh approximation: c * (x + 0.044715 x^3)
 MIN_ACCURACY = 0.95
 
 
 # --------------------------------------------------------------------------- references
 def linear_reference(x: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``x @ W + b``."""
-    return x @ W + b
+    """``x @ W.T + b`` with ``W`` of shape (n_out, n_in), as ``torch.nn.Linear`` stores it
+    (``torch.nn.functional.linear(x, W, b)``)."""
+    return x @ W.T + b
 
 
 def relu_reference(x: np.ndarray) -> np.ndarray:
-    """``max(x, 0)`` element-wise."""
+    """``max(x, 0)`` element-wise (lesson 01's activation; lab 1 asks for GELU)."""
     return np.maximum(x, 0.0)
+
+
+def gelu_reference(x: np.ndarray) -> np.ndarray:
+    """GELU in its tanh approximation, ``0.5 x (1 + tanh(c (x + 0.044715 x^3)))`` with
+    ``c = sqrt(2 / pi)``: ``torch.nn.functional.gelu(x, approximate="tanh")``, the form
+    GPT-2 and BERT were trained with."""
+    return 0.5 * x * (1.0 + np.tanh(GELU_C * (x + 0.044715 * x**3)))
 
 
 def log_softmax_reference(logits: np.ndarray) -> np.ndarray:
@@ -54,17 +66,29 @@ def log_softmax_reference(logits: np.ndarray) -> np.ndarray:
     return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
 
 
-def cross_entropy_reference(logits: np.ndarray, y: np.ndarray) -> float:
-    """Mean over the batch of ``-log softmax(logits)[n, y[n]]``."""
+def smoothed_targets(y: np.ndarray, classes: int, smoothing: float = 0.0) -> np.ndarray:
+    """Label smoothing's target distribution, row by row: ``1 - smoothing`` on the label
+    plus ``smoothing / classes`` on every class (the label included), as in PyTorch."""
+    q = np.full((len(y), classes), smoothing / classes)
+    q[np.arange(len(y)), y] += 1.0 - smoothing
+    return q
+
+
+def cross_entropy_reference(logits: np.ndarray, y: np.ndarray,
+                            smoothing: float = 0.0) -> float:
+    """Mean over the batch of ``-sum_k q[n, k] log softmax(logits)[n, k]`` with the
+    smoothed targets q: ``F.cross_entropy(logits, y, label_smoothing=smoothing)``; with
+    ``smoothing=0`` the plain ``-log softmax(logits)[n, y[n]]``."""
     logp = log_softmax_reference(logits)
-    return float(-logp[np.arange(len(y)), y].mean())
+    q = smoothed_targets(y, logits.shape[1], smoothing)
+    return float(-(q * logp).sum(axis=1).mean())
 
 
-def cross_entropy_grad_reference(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """``(softmax(logits) - onehot(y)) / batch``: d(mean loss)/d(logits)."""
-    grad = np.exp(log_softmax_reference(logits))
-    grad[np.arange(len(y)), y] -= 1.0
-    return grad / len(y)
+def cross_entropy_grad_reference(logits: np.ndarray, y: np.ndarray,
+                                 smoothing: float = 0.0) -> np.ndarray:
+    """``(softmax(logits) - q) / batch``: d(mean loss)/d(logits)."""
+    probs = np.exp(log_softmax_reference(logits))
+    return (probs - smoothed_targets(y, logits.shape[1], smoothing)) / len(y)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -155,7 +179,7 @@ def _unchanged(name: str, arg: np.ndarray, before: np.ndarray) -> None:
 def _linear_layer(Linear: type, n_in: int, n_out: int, rng: np.random.Generator):
     """The student's layer with random float64 ``W`` and a non-zero ``b``."""
     layer = Linear(n_in, n_out, np.random.default_rng(0))
-    for attr, shape in (("W", (n_in, n_out)), ("b", (n_out,))):
+    for attr, shape in (("W", (n_out, n_in)), ("b", (n_out,))):
         value = getattr(layer, attr, None)
         if value is None:
             raise AssertionError(f"Linear({n_in}, {n_out}, rng) has no self.{attr}: "
@@ -163,14 +187,14 @@ def _linear_layer(Linear: type, n_in: int, n_out: int, rng: np.random.Generator)
         if np.shape(value) != shape:
             raise AssertionError(f"Linear({n_in}, {n_out}, rng).{attr} has shape "
                                  f"{np.shape(value)}, expected {shape}: keep the given __init__")
-    layer.W = rng.standard_normal((n_in, n_out))
+    layer.W = rng.standard_normal((n_out, n_in))
     layer.b = rng.standard_normal(n_out)
     return layer
 
 
 @answers_own("Linear")
 def check_linear_forward(Linear: type, *, seed: int = 101) -> None:
-    """``Linear.forward`` equals ``x @ W + b`` on two odd shapes."""
+    """``Linear.forward`` equals ``x @ W.T + b`` (W: (n_out, n_in)) on two odd shapes."""
     rng = _rng(seed)
     for batch, n_in, n_out in LINEAR_SHAPES:
         layer = _linear_layer(Linear, n_in, n_out, rng)
@@ -180,7 +204,8 @@ def check_linear_forward(Linear: type, *, seed: int = 101) -> None:
         out = _array_result(where, layer.forward(x))
         _unchanged(where, x, before)
         _compare(where, out, linear_reference(x, layer.W, layer.b), what="the output",
-                 hint="Expected x @ W + b, with b added to every row.")
+                 hint="Expected x @ W.T + b, with b added to every row: W has shape "
+                 "(n_out, n_in), as torch.nn.Linear stores its weight.")
 
 
 @answers_own("Linear")
@@ -207,8 +232,8 @@ def check_linear_backward(Linear: type, *, seed: int = 102) -> None:
         _compare(f"{where}: returned dL/dx", dx, expected_dx, what="dL/dx",
                  hint="dL/dx has x's shape (batch, n_in): combine grad_out with W.")
         _compare(f"{where}: self.dW", _attribute(layer, "dW", "Linear"), expected_dW,
-                 what="dW", batch=batch, hint="dW has W's shape (n_in, n_out): combine the saved x "
-                 "with grad_out, summing over the batch.")
+                 what="dW", batch=batch, hint="dW has W's shape (n_out, n_in): combine "
+                 "grad_out with the saved x, summing over the batch.")
         _compare(f"{where}: self.db", _attribute(layer, "db", "Linear"), expected_db,
                  what="db", batch=batch, hint="db has b's shape (n_out,): b is added to every row.")
         if not (np.array_equal(layer.W, W) and np.array_equal(layer.b, b)):
@@ -216,30 +241,34 @@ def check_linear_backward(Linear: type, *, seed: int = 102) -> None:
                                  "gradients; the training loop updates the parameters")
 
 
-# --------------------------------------------------------------------------- ReLU
-@answers_own("ReLU")
-def check_relu(ReLU: type, *, seed: int = 103) -> None:
-    """``ReLU.forward`` equals ``max(x, 0)``; ``backward`` passes gradients where x > 0."""
+# --------------------------------------------------------------------------- GELU
+@answers_own("GELU")
+def check_gelu(GELU: type, *, seed: int = 103) -> None:
+    """``GELU.forward`` equals the tanh approximation; ``backward`` is its derivative times
+    the incoming gradient (compared with the numerical gradient)."""
     rng = _rng(seed)
-    for batch, n in RELU_SHAPES:
-        x = _away_from_zero(rng.standard_normal((batch, n)))
+    for batch, n in GELU_SHAPES:
+        x = rng.standard_normal((batch, n)) * 2.0
         G = rng.standard_normal((batch, n))
-        layer = ReLU()
+        layer = GELU()
         before = x.copy()
-        where = f"ReLU().forward(x of shape {x.shape})"
+        where = f"GELU().forward(x of shape {x.shape})"
         out = _array_result(where, layer.forward(x))
         _unchanged(where, x, before)
-        _compare(where, out, relu_reference(x), what="the output",
-                 hint="Expected max(x, 0) element-wise.")
+        hint = "Expected 0.5 * x * (1 + tanh(c * (x + 0.044715 * x**3))), c = sqrt(2 / pi)."
+        if np.allclose(np.asarray(out, dtype=float), relu_reference(x)):
+            hint = "That is ReLU (lesson 01's activation); this layer is GELU. " + hint
+        _compare(where, out, gelu_reference(x), what="the output", hint=hint)
 
         xs = x.copy()
-        expected_dx = numerical_gradient(lambda xs=xs, G=G: float(np.sum(relu_reference(xs) * G)),
+        expected_dx = numerical_gradient(lambda xs=xs, G=G: float(np.sum(gelu_reference(xs) * G)),
                                          xs)
-        where = f"ReLU().backward (input shape {x.shape})"
+        where = f"GELU().backward (input shape {x.shape})"
         dx = _array_result(where, layer.backward(G.copy()))
         _compare(f"{where}: returned dL/dx", dx, expected_dx, what="dL/dx",
-                 hint="The gradient passes (unchanged) exactly where the forward INPUT x "
-                 "was > 0, and is 0 elsewhere.")
+                 hint="dL/dx = grad_out * GELU'(x) at the forward INPUT x: differentiate "
+                 "0.5 x (1 + tanh u) with u = c (x + 0.044715 x^3), product and chain rule "
+                 "(tanh' = 1 - tanh^2).")
 
 
 # --------------------------------------------------------------------------- loss
@@ -254,14 +283,25 @@ def _loss_value(where: str, value: Any) -> float:
 
 
 def _loss_cases(rng: np.random.Generator):
-    """(label, logits, y): ordinary logits, then logits near +1000 and near -1000."""
-    for batch, classes in LOSS_SHAPES:
-        y = rng.integers(0, classes, size=batch)
-        yield "", rng.standard_normal((batch, classes)) * 2.0, y
+    """(label, logits, y, smoothing): ordinary logits with every smoothing of SMOOTHINGS,
+    then logits near +1000 and near -1000 (with the usual smoothing)."""
+    for smoothing in SMOOTHINGS:
+        for batch, classes in LOSS_SHAPES:
+            y = rng.integers(0, classes, size=batch)
+            yield "", rng.standard_normal((batch, classes)) * 2.0, y, smoothing
     batch, classes = LOSS_SHAPES[0]
     y = rng.integers(0, classes, size=batch)
-    yield " with logits around +1000", 1000.0 + rng.standard_normal((batch, classes)) * 3, y
-    yield " with logits around -1000", -1000.0 + rng.standard_normal((batch, classes)) * 3, y
+    for sign, name in ((1, "+1000"), (-1, "-1000")):
+        logits = sign * 1000.0 + rng.standard_normal((batch, classes)) * 3
+        yield f" with logits around {name}", logits, y, SMOOTHINGS[1]
+
+
+def _loss_layer(SoftmaxCrossEntropy: type, smoothing: float) -> Any:
+    try:
+        return SoftmaxCrossEntropy(smoothing=smoothing)
+    except TypeError as exc:
+        raise AssertionError(f"SoftmaxCrossEntropy(smoothing={smoothing}) failed ({exc}): "
+                             "keep the given __init__(self, smoothing=0.0)") from None
 
 
 _STABILITY = ("np.exp overflows for logits near 1000 (and 0/0 appears near -1000): "
@@ -270,17 +310,19 @@ _STABILITY = ("np.exp overflows for logits near 1000 (and 0/0 appears near -1000
 
 @answers_own("SoftmaxCrossEntropy")
 def check_softmax_ce_forward(SoftmaxCrossEntropy: type, *, seed: int = 104) -> None:
-    """The mean cross-entropy of softmax(logits), also for logits around +-1000."""
+    """The mean label-smoothed cross-entropy of softmax(logits), for several smoothings,
+    also for logits around +-1000."""
     rng = _rng(seed)
-    for label, logits, y in _loss_cases(rng):
-        where = (f"SoftmaxCrossEntropy().forward(logits of shape {logits.shape}, y)"
-                 f"{label}")
+    for label, logits, y, smoothing in _loss_cases(rng):
+        where = (f"SoftmaxCrossEntropy(smoothing={smoothing}).forward(logits of shape "
+                 f"{logits.shape}, y){label}")
         before = logits.copy()
+        layer = _loss_layer(SoftmaxCrossEntropy, smoothing)
         with np.errstate(all="ignore"):
-            value = SoftmaxCrossEntropy().forward(logits, y.copy())
+            value = layer.forward(logits, y.copy())
         _unchanged(where, logits, before)
         loss = _loss_value(where, value)
-        expected = cross_entropy_reference(logits, y)
+        expected = cross_entropy_reference(logits, y, smoothing)
         if not np.isfinite(loss):
             raise AssertionError(f"{where}: got {loss}, expected {expected:.6g}. "
                                  + (_STABILITY if label else "Is a log taken of 0?"))
@@ -288,8 +330,14 @@ def check_softmax_ce_forward(SoftmaxCrossEntropy: type, *, seed: int = 104) -> N
             if np.isclose(loss, expected * len(y), rtol=1e-4):
                 extra = (f"That is {len(y)} times too large ({len(y)} is the batch size): "
                          "the loss is the MEAN over the batch, not the sum.")
+            elif smoothing and np.isclose(loss, cross_entropy_reference(logits, y),
+                                          rtol=1e-5, atol=1e-7):
+                extra = ("That is the cross-entropy WITHOUT label smoothing: the target puts "
+                         "1 - smoothing on the label and smoothing / classes on every class.")
             else:
-                extra = "Expected the mean over the batch of -log(softmax(logits)[n, y[n]])."
+                extra = ("Expected the mean over the batch of -sum_k q[n, k] log(softmax("
+                         "logits)[n, k]), q = (1 - smoothing) * onehot(y) + smoothing / "
+                         "classes.")
             raise AssertionError(f"{where}: got {loss:.6g}, expected {expected:.6g}. {extra}")
 
 
@@ -300,18 +348,20 @@ def check_softmax_ce_backward(SoftmaxCrossEntropy: type, *, seed: int = 105) -> 
     Ordinary logits only: stability is graded once, by the forward check.
     """
     rng = _rng(seed)
-    for label, logits, y in _loss_cases(rng):
+    for label, logits, y, smoothing in _loss_cases(rng):
         if label:
             continue
         z = logits.copy()
-        expected = numerical_gradient(lambda z=z, y=y: cross_entropy_reference(z, y), z)
-        loss = SoftmaxCrossEntropy()
-        where = f"SoftmaxCrossEntropy().backward() (logits of shape {logits.shape})"
+        expected = numerical_gradient(
+            lambda z=z, y=y, s=smoothing: cross_entropy_reference(z, y, s), z)
+        loss = _loss_layer(SoftmaxCrossEntropy, smoothing)
+        where = (f"SoftmaxCrossEntropy(smoothing={smoothing}).backward() (logits of shape "
+                 f"{logits.shape})")
         loss.forward(logits.copy(), y.copy())
         grad = _array_result(where, loss.backward())
         _compare(where, grad, expected, batch=len(y), what="d(loss)/d(logits)",
-                 hint="Differentiate one example's loss with respect to each logit (the "
-                 "label's and the others'), then divide by the batch size.")
+                 hint="The gradient is (softmax(logits) - q) / batch, with q the smoothed "
+                 "target: 1 - smoothing on the label plus smoothing / classes on every class.")
 
 
 # --------------------------------------------------------------------------- training

@@ -1,35 +1,48 @@
-"""Reference checks for lab 4 (a ring all-reduce and data parallelism, written by hand).
+"""Reference checks for lab 4 (a bucketed ring all-reduce and data parallelism, by hand).
 
 The lab's answers run in several processes, and functions defined in a notebook cannot be
 pickled into other processes, so the student writes them into two scripts with
-``%%writefile`` cells: ``ring.py`` (``chunk_bounds``, ``ring_all_reduce``) and
-``dp_train.py`` (``average_gradients``, ``train_data_parallel``), in a folder under
-``build/`` (``lab_folder()``: one per notebook kernel, so the master and a student version
-running at the same time never overwrite each other's scripts, and the repository stays
-clean). The checks:
+``%%writefile`` cells: ``ring.py`` (``chunk_bounds(n, world_size, align)``,
+``ring_all_reduce(tensors, align)``) and ``dp_train.py`` (``average_gradients``,
+``train_data_parallel``), in a folder under ``build/`` (``lab_folder()``: one per notebook
+kernel, so the master and a student version running at the same time never overwrite each
+other's scripts, and the repository stays clean).
 
-* ``check_chunk_bounds`` imports ``ring.py`` in the notebook's own process (no launch);
+The lab is the next step after lesson 12, not a copy of it: lesson 12's ring all-reduces
+one tensor over chunks of ``chunk_bounds(n, p)``; the lab's all-reduces a *bucket* (a list
+of tensors of different shapes, as DDP all-reduces its gradients) with ONE ring over their
+concatenation, cut into chunks whose starts are multiples of ``align`` elements (as
+libraries align flat buffers for vector loads). So lesson 12's functions, even copied,
+answer a different question and fail these checks. The checks:
+
+* ``check_chunk_bounds`` imports ``ring.py`` in the notebook's own process (no launch) and
+  compares ``chunk_bounds`` with ``reference_chunk_bounds`` for align 1, 3, 4 (and the
+  lab's ``ALIGN``);
 * ``check_ring_all_reduce`` (one world size per check) and ``check_ring_traffic`` share ONE
-  Gloo job of ``max(world_sizes)`` processes (``course_utils.training.dist.launch`` of this module's
-  worker). Inside it the ranks form a process group of each world size in turn, largest
-  first (surplus ranks leave), and call the student's ``ring_all_reduce`` on tensors of
-  odd lengths (and one 4 x 3 tensor), compare with ``torch.distributed.all_reduce`` and
-  count what each rank sends to whom. Collectives other than send/recv are switched off
-  while the student's function runs: the ring must be written with point-to-point messages.
+  Gloo job of ``max(world_sizes)`` processes (``course_utils.training.dist.launch`` of this
+  module's worker). Inside it the ranks form a process group of each world size in turn,
+  largest first (surplus ranks leave), and call the student's ``ring_all_reduce`` on one
+  bucket per length of ``lengths`` (a 5 x 7 matrix, a vector of that length and a 0-d
+  scalar), compare every tensor with ``torch.distributed.all_reduce`` and count what each
+  rank sends, to whom, in how many messages of which sizes. Collectives other than
+  send/recv are switched off while the student's function runs: the ring must be written
+  with point-to-point messages.
 * ``check_average_gradients`` and ``check_data_parallel`` share one job likewise:
-  ``average_gradients`` is graded with torch's all-reduce (so it scores on its own), and
-  ``train_data_parallel`` with the student's ring, against ``DistributedDataParallel``
+  ``average_gradients`` is graded with torch's all-reduce applied to the bucket it is
+  given (so it scores on its own), and ``train_data_parallel`` with the student's ring
+  (collectives switched off while the ring runs), against ``DistributedDataParallel``
   trained on the same data from the same (rank-dependent) initial weights.
 
 Starting a rank costs seconds (each imports PyTorch), so a job's result is cached by the
 content of its scripts and the settings: the checks of one part share a launch, and
 rerunning a check after changing a script launches again. Every failure becomes an
-``AssertionError`` whose message names the world size, the length, the rank, the first
-wrong index with the value got and expected, and a hint. A function that still raises
+``AssertionError`` whose message names the world size, the bucket, the rank, the first
+wrong element with the value got and expected, and a hint. A function that still raises
 ``NotImplementedError`` at the top of its body is found by reading the script, before any
-launch; one that raises it in a rank raises it in the notebook too, so ``check`` says
-"not implemented". A deadlock never hangs the notebook: every process group has a
-timeout (``group_timeout``) and so has the launch (``timeout``).
+launch, and so is one that cannot be called as the lab calls it (lesson 12's signatures);
+one that raises ``NotImplementedError`` in a rank raises it in the notebook too, so
+``check`` says "not implemented". A deadlock never hangs the notebook: every process group
+has a timeout (``group_timeout``) and so has the launch (``timeout``).
 """
 
 from __future__ import annotations
@@ -39,6 +52,7 @@ import ast
 import datetime
 import hashlib
 import importlib.util
+import inspect
 import itertools
 import json
 import math
@@ -62,7 +76,14 @@ from course_utils.training import dist
 
 RING_FUNCTIONS = ("chunk_bounds", "ring_all_reduce")
 DP_FUNCTIONS = ("average_gradients", "train_data_parallel")
-MATRIX_SHAPE = (4, 3)  # one 2-D case: any shape must work, and 12 is divisible by 2, 3, 4
+# Each bucket of the ring checks: a matrix, a vector of a length of ``lengths``, a 0-d
+# scalar (any shapes must work): 35 + L + 1 elements, so for odd L not divisible by 3
+# (1, 5, 1001: 37, 41, 1037) no bucket size is a multiple of 2, 3, 4 ranks or align 3, 4.
+MATRIX_SHAPE = (5, 7)
+SCALAR_SHAPE: tuple[int, ...] = ()
+# How the lab calls the answers: a signature that cannot bind these fails before a launch.
+CALLS = {"chunk_bounds": ((1001, 4, 4), {}, "chunk_bounds(n, world_size, align)"),
+         "ring_all_reduce": (([],), {"align": 4}, "ring_all_reduce(tensors, align=ALIGN)")}
 MAX_WORLD_SIZE = 8
 DP_SIZES = (5, 7, 3)  # the data-parallel model: Linear(5, 7) - Tanh - Linear(7, 3)
 DP_RTOL, DP_ATOL = 1e-10, 1e-12  # float64: ring vs DDP differ by rounding (~1e-16)
@@ -92,9 +113,16 @@ DEADLOCK_HINT = (
     "ranks receive first). Also check that each rank sends exactly the messages (count "
     "and sizes) its neighbour expects to receive.")
 CHUNK_HINT = (
-    "Check the chunk boundaries for lengths not divisible by the world size: the first "
-    "n % p chunks have one element more (chunk_bounds), every rank must use the same "
-    "boundaries, and with n < p some chunks are empty.")
+    "Check the chunk boundaries: every rank must cut the WHOLE bucket of N elements the same "
+    "way, chunk_bounds(N, p, align): units of align elements (the last unit may be short), "
+    "the first units % p chunks one unit longer, bounds clipped to N (trailing chunks may "
+    "be empty).")
+BUCKET_HINT = (
+    "A ring per tensor sends 2 (p - 1) messages per tensor, and every message pays the "
+    "network's latency alpha (lesson 12's model: t = alpha + n beta per message), so many "
+    "small tensors make the all-reduce latency-bound: that is why DDP puts its gradients "
+    "into buckets. Concatenate the bucket into one flat buffer, run ONE ring over it and "
+    "copy the sums back.")
 WORKER_STUB = '''"""Lab 4's grader worker (written by course_utils.checks.distributed)."""
 import sys
 
@@ -107,8 +135,11 @@ sys.exit(worker_main(sys.argv[1:]))
 # --------------------------------------------------------------------------- settings
 @dataclass(frozen=True)
 class Settings:
-    """What the checks run: world sizes, lengths, the data-parallel run, the timeouts.
+    """What the checks run: world sizes, lengths, alignment, the data-parallel run, the
+    timeouts.
 
+    ``lengths``: the vector lengths of the ring's buckets (see ``bucket_shapes``);
+    ``align``: every chunk of the ring starts at a multiple of ``align`` elements;
     ``timeout``: seconds for a whole grading job (process start-up included);
     ``group_timeout``: seconds a rank may wait in one send/recv or collective before it
     gives up (a deadlock then fails in that time instead of hanging).
@@ -116,6 +147,7 @@ class Settings:
 
     world_sizes: tuple[int, ...] = (2, 3, 4)
     lengths: tuple[int, ...] = (1, 5, 1001)
+    align: int = 4
     dp_world_sizes: tuple[int, ...] = (2, 3)
     dp_steps: int = 5
     dp_batch: int = 3
@@ -158,6 +190,7 @@ def settings(cfg: dict[str, Any], seed: int = 0) -> Settings:
     return Settings(
         world_sizes=_int_tuple("world_sizes", cfg["world_sizes"], 2, MAX_WORLD_SIZE),
         lengths=_int_tuple("lengths", cfg["lengths"], 1, 10**8),
+        align=_positive_int("align", cfg["align"]),
         dp_world_sizes=_int_tuple("dp_world_sizes", cfg["dp_world_sizes"], 2, MAX_WORLD_SIZE),
         dp_steps=_positive_int("dp_steps", cfg["dp_steps"]),
         dp_batch=_positive_int("dp_batch", cfg["dp_batch"]),
@@ -190,33 +223,57 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def cases(settings: Settings) -> list[tuple[int, ...]]:
-    """The tensor shapes ``ring_all_reduce`` is checked on: a 4 x 3 matrix, then the lengths."""
-    return [MATRIX_SHAPE] + [(n,) for n in settings.lengths]
+def bucket_shapes(length: int) -> list[tuple[int, ...]]:
+    """The shapes of one bucket of the ring checks: a 5 x 7 matrix, a vector of ``length``
+    elements and a 0-d scalar (``36 + length`` elements in all)."""
+    return [MATRIX_SHAPE, (length,), SCALAR_SHAPE]
 
 
-def reference_chunk_bounds(n: int, world_size: int) -> list[tuple[int, int]]:
-    """``world_size`` contiguous ``(start, stop)`` chunks of ``n`` elements; the first
-    ``n % world_size`` are one element longer (the split of ``torch.tensor_split``)."""
-    base, extra = divmod(n, world_size)
+def cases(settings: Settings) -> list[list[tuple[int, ...]]]:
+    """The buckets ``ring_all_reduce`` is checked on: one per length of the settings."""
+    return [bucket_shapes(n) for n in settings.lengths]
+
+
+def reference_chunk_bounds(n: int, world_size: int, align: int = 1) -> list[tuple[int, int]]:
+    """``world_size`` contiguous ``(start, stop)`` chunks of ``n`` elements, each starting
+    at a multiple of ``align``.
+
+    The ``n`` elements are cut into ``ceil(n / align)`` units of ``align`` elements (the
+    last one may be short); the first ``units % world_size`` chunks take one unit more;
+    bounds are clipped to ``n``, so trailing chunks may be empty. With ``align = 1``: the
+    first ``n % world_size`` chunks are one element longer (``torch.tensor_split``).
+    """
+    units = -(-n // align)
+    base, extra = divmod(units, world_size)
     bounds, start = [], 0
     for k in range(world_size):
         stop = start + base + (1 if k < extra else 0)
-        bounds.append((start, stop))
+        bounds.append((min(start * align, n), min(stop * align, n)))
         start = stop
     return bounds
 
 
-def ring_send_floor(n: int, world_size: int) -> int:
-    """The fewest elements a rank of a ring all-reduce sends: ``2 (p - 1)`` chunks of at
-    least ``floor(n / p)`` elements."""
-    return 2 * (world_size - 1) * (n // world_size)
+def chunk_sizes(n: int, world_size: int, align: int = 1) -> list[int]:
+    """The sizes of ``reference_chunk_bounds(n, world_size, align)``."""
+    return [b - a for a, b in reference_chunk_bounds(n, world_size, align)]
 
 
-def ring_send_bound(n: int, world_size: int) -> int:
-    """The most elements a rank of a ring all-reduce sends: ``2 (p - 1)`` chunks of at most
-    ``ceil(n / p)`` elements (``2 (p - 1) n / p`` when ``p`` divides ``n``)."""
-    return 2 * (world_size - 1) * math.ceil(n / world_size)
+def ring_send_floor(n: int, world_size: int, align: int = 1) -> int:
+    """The fewest elements a rank of a ring all-reduce of ``n`` elements sends:
+    ``2 (n - largest chunk)`` (all chunks but one in each of the two phases)."""
+    return 2 * (n - max(chunk_sizes(n, world_size, align)))
+
+
+def ring_send_bound(n: int, world_size: int, align: int = 1) -> int:
+    """The most elements a rank of a ring all-reduce of ``n`` elements sends:
+    ``2 (n - smallest chunk)`` (``2 (p - 1) n / p`` when the chunks are equal)."""
+    return 2 * (n - min(chunk_sizes(n, world_size, align)))
+
+
+def ring_message_bound(world_size: int) -> int:
+    """The most messages a rank of a ring all-reduce sends, whatever the bucket holds:
+    one per step, ``2 (p - 1)``."""
+    return 2 * (world_size - 1)
 
 
 # --------------------------------------------------------------------------- the scripts
@@ -264,14 +321,48 @@ def unfinished(path: str | os.PathLike, function: str) -> bool:
 
 
 def _require_finished(path: Path, functions: Sequence[str]) -> None:
-    """Each function is written (no ``raise NotImplementedError`` left) and is the
-    student's own: neither the course's code nor built from it (``own_work``)."""
+    """Each function is written (no ``raise NotImplementedError`` left), is the student's
+    own (neither the course's code nor built from it: ``own_work``), and can be called as
+    the lab calls it (``CALLS``)."""
     for name in functions:
         if unfinished(path, name):
             raise NotImplementedError(f"{name}() in {path.name} is not implemented yet")
     module = load_module(path, f"lab4_own_{path.stem}")
     for name in functions:
         require_own(getattr(module, name, None), f"{name}() in {path.name}")
+        require_signature(getattr(module, name, None), name, path)
+
+
+SIGNATURE_HINTS = {
+    "chunk_bounds": "the lab's chunk_bounds also takes the alignment (lesson 12's "
+                    "chunk_bounds(n, world_size) answers another question): keep the "
+                    "`def chunk_bounds(n, world_size, align):` line given in the cell",
+    "ring_all_reduce": "the lab's ring all-reduces a bucket, a list of tensors, over chunks "
+                       "aligned to align elements (lesson 12's ring_all_reduce(tensor) takes "
+                       "one tensor): keep the `def ring_all_reduce(tensors, align=4):` line "
+                       "given in the cell",
+}
+
+
+def require_signature(fn: Any, name: str, path: Path) -> None:
+    """Raise ``AssertionError`` when ``fn`` cannot be called as the lab calls ``name``
+    (``CALLS``): found before any process is started."""
+    if name not in CALLS or fn is None:
+        return
+    args, kwargs, shown = CALLS[name]
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return  # not introspectable (a builtin, say): calling it will tell
+    try:
+        signature.bind(*args, **kwargs)
+    except TypeError as exc:
+        plain = signature.replace(  # as the student wrote it, without annotations
+            parameters=[p.replace(annotation=inspect.Parameter.empty)
+                        for p in signature.parameters.values()],
+            return_annotation=inspect.Signature.empty)
+        raise AssertionError(f"{name}{plain} in {path.name} cannot be called as {shown} "
+                             f"({exc}): {SIGNATURE_HINTS[name]}") from None
 
 
 def load_module(path: str | os.PathLike, name: str = "lab4_student") -> types.ModuleType:
@@ -283,9 +374,11 @@ def load_module(path: str | os.PathLike, name: str = "lab4_student") -> types.Mo
     _parse(path)
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # as an import would: dataclasses look their module up
     try:
         spec.loader.exec_module(module)
     except Exception as exc:  # noqa: BLE001 - any error of the student's module
+        sys.modules.pop(name, None)
         where = _student_frame(exc.__traceback__, path)
         raise AssertionError(f"importing {path.name} raised {type(exc).__name__}: {exc}"
                              f"{where}") from None
@@ -312,43 +405,63 @@ def _digest(*paths: Path) -> str:
 
 
 # --------------------------------------------------------------------------- chunk_bounds
-CHUNK_CASES = ((1001, 4), (1001, 3), (5, 2), (12, 3), (1, 4), (2, 3), (7, 7), (0, 2), (9, 1))
+# (n, world size, align): align 1 (an even split), 4 (16 bytes of float32) and an odd 3;
+# n below align, n = 0, one rank, more ranks than units, n divisible by nothing here.
+CHUNK_CASES = ((1001, 4, 1), (1001, 3, 1), (7, 7, 1), (1, 4, 1), (0, 2, 1),
+               (1037, 4, 4), (1037, 3, 4), (41, 4, 4), (37, 2, 4), (12, 3, 4), (9, 4, 4),
+               (3, 2, 4), (0, 3, 4), (9, 1, 4),
+               (1001, 4, 3), (17, 5, 3), (2, 3, 3), (1037, 2, 3))
 
 
-def check_chunk_bounds(path: str | os.PathLike) -> None:
-    """``chunk_bounds(n, world_size)`` of ``ring.py`` equals the ``tensor_split`` layout."""
+def _chunk_hint(got: list[tuple[int, int]], n: int, p: int, align: int) -> str:
+    """What is wrong with ``got`` (a list of ``p`` pairs that differs from the reference)."""
+    units = -(-n // align)
+    more = (f"With ceil(n / align) = {units} unit(s) of {align} element(s) (the last may be "
+            f"short), the first units % p = {units % p} chunk(s) get one unit more than the "
+            f"others ({units // p} unit(s) each), and bounds are clipped to n = {n}.")
+    if got[0][0] != 0 or any(a != b for (_, a), (b, _) in zip(got, got[1:], strict=False)):
+        return "The chunks must be contiguous and in order, starting at 0."
+    if got[-1][1] != n:
+        return (f"They end at {got[-1][1]}, not at n = {n}: every element must be in a "
+                f"chunk. {more}")
+    crooked = [(k, a) for k, (a, _) in enumerate(got) if a % align and a != n]
+    if crooked:
+        k, a = crooked[0]
+        return (f"Chunk {k} starts at {a}, not a multiple of align = {align}: cut the "
+                f"elements into units of align elements first and give each chunk whole "
+                f"units. {more}")
+    return more
+
+
+def check_chunk_bounds(path: str | os.PathLike, align: int | None = None) -> None:
+    """``chunk_bounds(n, world_size, align)`` of ``ring.py`` equals
+    ``reference_chunk_bounds`` on ``CHUNK_CASES`` (align 1, 3 and 4), plus buckets of the
+    lab's ``align`` when it is another value."""
     path = _script(path)
     module = load_module(path, "lab4_ring_check")
-    require_own(getattr(module, "chunk_bounds", None), f"chunk_bounds() in {path.name}")
-    for n, p in CHUNK_CASES:
-        expected = reference_chunk_bounds(n, p)
-        with no_course_calls(f"chunk_bounds({n}, {p})"):
-            got = module.chunk_bounds(n, p)
+    function = getattr(module, "chunk_bounds", None)
+    require_own(function, f"chunk_bounds() in {path.name}")
+    require_signature(function, "chunk_bounds", path)
+    extra = () if align in (None, 1, 3, 4) else tuple((1037, p, align) for p in (2, 3, 4))
+    for n, p, a in CHUNK_CASES + extra:
+        call = f"chunk_bounds({n}, {p}, {a})"
+        expected = reference_chunk_bounds(n, p, a)
+        with no_course_calls(call):
+            got = module.chunk_bounds(n, p, a)
         if got is None:
-            raise AssertionError(f"chunk_bounds({n}, {p}) returned None (did you forget "
-                                 "`return`?)")
+            raise AssertionError(f"{call} returned None (did you forget `return`?)")
         try:
             got = [tuple(int(v) for v in pair) for pair in got]
         except (TypeError, ValueError):
-            raise AssertionError(f"chunk_bounds({n}, {p}) returned {got!r}; expected a list "
-                                 f"of {p} (start, stop) pairs, e.g. {expected}") from None
+            raise AssertionError(f"{call} returned {got!r}; expected a list of {p} (start, "
+                                 f"stop) pairs, e.g. {expected}") from None
         if got == expected:
             continue
         if len(got) != p:
-            raise AssertionError(f"chunk_bounds({n}, {p}) returned {len(got)} chunks, "
-                                 f"expected {p} (one per rank, some may be empty): {expected}")
-        more = (f"the first n % p = {n % p} chunks get one element more than the others "
-                f"({n // p} elements).")
-        if got[0][0] != 0 or any(a != b for (_, a), (b, _) in zip(got, got[1:],
-                                                                  strict=False)):
-            hint = "The chunks must be contiguous and in order, starting at 0."
-        elif got[-1][1] != n:
-            hint = (f"They end at {got[-1][1]}, not at n = {n}: every element must be in a "
-                    f"chunk; {more}")
-        else:
-            hint = more[0].upper() + more[1:]
-        raise AssertionError(f"chunk_bounds({n}, {p}) returned {got}, expected {expected}. "
-                             f"{hint}")
+            raise AssertionError(f"{call} returned {len(got)} chunks, expected {p} (one per "
+                                 f"rank, some may be empty): {expected}")
+        raise AssertionError(f"{call} returned {got}, expected {expected}. "
+                             f"{_chunk_hint(got, n, p, a)}")
 
 
 # --------------------------------------------------------------------------- launches
@@ -395,12 +508,13 @@ def _launch(kind: str, scripts: Sequence[Path], nproc: int, args: list[str],
 
 
 def ring_run(ring_py: str | os.PathLike, settings: Settings = Settings()) -> Run:
-    """The ring job (cached): ``ring_all_reduce`` on every world size and case."""
+    """The ring job (cached): ``ring_all_reduce`` on every world size and bucket."""
     path = _script(ring_py)
     load_module(path, "lab4_ring_check")  # a syntax or import error: fail here, quickly
     sizes = ",".join(map(str, sorted(set(settings.world_sizes), reverse=True)))
     args = ["--ring", str(path), "--world-sizes", sizes,
-            "--lengths", ",".join(map(str, settings.lengths)), "--seed", str(settings.seed)]
+            "--lengths", ",".join(map(str, settings.lengths)), "--align", str(settings.align),
+            "--seed", str(settings.seed)]
     return _launch("ring", [path], max(settings.world_sizes), args, settings)
 
 
@@ -408,62 +522,87 @@ def ring_run(ring_py: str | os.PathLike, settings: Settings = Settings()) -> Run
 PRIORITY = ("not implemented", "forbidden", "raised", "timeout", "mismatch", "peer")
 
 
-def _shape_text(shape: Sequence[int]) -> str:
-    return f"length {shape[0]}" if len(shape) == 1 else \
-        f"a {' x '.join(map(str, shape))} tensor ({math.prod(shape)} elements)"
+def _dims(shape: Sequence[int]) -> str:
+    return "scalar" if not shape else " x ".join(map(str, shape))
+
+
+def bucket_text(shapes: Sequence[Sequence[int]]) -> str:
+    """``'the bucket [5 x 7, 1001, scalar] (1037 elements)'``."""
+    n = sum(math.prod(shape) for shape in shapes)
+    return f"the bucket [{', '.join(_dims(shape) for shape in shapes)}] ({n} elements)"
+
+
+def _tensor_text(shapes: Sequence[Sequence[int]], j: int) -> str:
+    shape = shapes[j]
+    kind = "a scalar" if not shape else (f"length {shape[0]}" if len(shape) == 1
+                                         else f"shape {_dims(shape)}")
+    return f"tensor {j} ({kind})"
 
 
 def _error_text(error: dict[str, Any]) -> str:
     return f"{error['type']}: {error['message']}{error.get('where', '')}"
 
 
-def _mismatch_text(case: dict[str, Any], rank: int, world: int, passed: list[dict]) -> str:
+def _mismatch_text(case: dict[str, Any], rank: int, world: int, align: int,
+                   passed: list[dict]) -> str:
     m = case["mismatch"]
-    n = case["n"]
-    what = _shape_text(case["shape"])
-    index = m["index"]
-    text = (f"ring_all_reduce on {world} ranks, {what}: rank {rank} holds wrong values: "
-            f"{m['count']} of {n} differ; first at {'' if len(case['shape']) == 1 else 'flat '}"
-            f"index {index}: got {m['got']:g}, expected {m['expected']:g} (the sum over all "
-            "ranks, from dist.all_reduce).")
+    n, shapes = case["n"], case["shapes"]
+    j = m["tensor"]
+    flat = "flat " if len(shapes[j]) > 1 else ""
+    text = (f"ring_all_reduce on {world} ranks, {bucket_text(shapes)}: rank {rank} holds "
+            f"wrong values: {m['count']} of {n} differ; first in {_tensor_text(shapes, j)} at "
+            f"{flat}index {m['tensor_index']} (element {m['index']} of the bucket): got "
+            f"{m['got']:g}, expected {m['expected']:g} (the sum over all ranks, from "
+            "dist.all_reduce).")
     a, b = m["chunk"]
-    text += (f" Index {index} is in chunk {m['chunk_index']} (elements {a}..{b - 1}) of the "
-             f"split into {world} chunks.")
+    text += (f" Element {m['index']} of the bucket is in chunk {m['chunk_index']} (elements "
+             f"{a}..{b - 1}) of chunk_bounds({n}, {world}, {align}).")
     hints = []
-    if m.get("unchanged_all"):
-        hints.append("The tensor was not changed at all: ring_all_reduce must work in place "
-                     "(write into `tensor`, e.g. through flat = tensor.view(-1))"
-                     + ("; returning a new tensor is not enough." if m.get("returned_ok")
+    if m.get("replaced"):
+        hints.append("The list holds other tensors than the ones given: write the sums into "
+                     "the tensors themselves (e.g. t.copy_(...)), do not replace the list's "
+                     "items.")
+    elif m.get("unchanged_all"):
+        hints.append("No tensor of the bucket was changed: ring_all_reduce works in place "
+                     "(copy the sums back into the tensors given)"
+                     + ("; returning new tensors is not enough." if m.get("returned_ok")
                         else "."))
-    elif m.get("zeros"):
-        hints.append("Those elements are 0: was a receive buffer never filled, or filled "
-                     "but not copied or added into the tensor?")
-    elif m.get("subset") is not None:
-        ranks = m["subset"]
-        if ranks == [rank]:
-            hints.append(f"Elements {m['run'][0]}..{m['run'][1] - 1} still hold rank {rank}'s "
-                         "own input: nothing was added to or gathered into them.")
-        else:
-            hints.append(f"Elements {m['run'][0]}..{m['run'][1] - 1} hold the sum over ranks "
-                         f"{ranks} only, a partial sum: the reduce-scatter needs p - 1 = "
-                         f"{world - 1} steps that pass each chunk all around the ring, and the "
-                         "all-gather must pass on the fully reduced chunks.")
-    if m.get("tail_only") and n % world:
-        hints.append(f"Only the last elements (after {(n // world) * world}) are wrong: are "
-                     f"the last n % p = {n % world} elements dropped by the split?")
-    if n % world:
-        done = [c for c in passed if c["n"] % world == 0]
-        if done:
-            hints.append(f"It works for {_shape_text(done[0]['shape'])} ({done[0]['n']} is "
-                         f"divisible by {world}) but not here.")
+    else:
+        wrong = m.get("wrong_tensors") or []
+        if 0 < len(wrong) < len(shapes):
+            hints.append(f"Only tensor(s) {wrong} of the bucket are wrong, the others are "
+                         "right: does the flat buffer hold every tensor, and are the sums "
+                         "copied back into every one, at its own offset?")
+        if m.get("zeros"):
+            hints.append("Those elements are 0: was a receive buffer never filled, or filled "
+                         "but not copied or added into the buffer?")
+        elif m.get("subset") is not None:
+            ranks = m["subset"]
+            first, stop = m["run"]
+            if ranks == [rank]:
+                hints.append(f"Elements {first}..{stop - 1} of the bucket still hold rank "
+                             f"{rank}'s own input: nothing was added to or gathered into "
+                             "them.")
+            else:
+                hints.append(f"Elements {first}..{stop - 1} of the bucket hold the sum over "
+                             f"ranks {ranks} only, a partial sum: the reduce-scatter needs "
+                             f"p - 1 = {world - 1} steps that pass each chunk all around the "
+                             "ring, and the all-gather must pass on the fully reduced "
+                             "chunks.")
+        if m.get("tail_only"):
+            hints.append(f"Only elements from {m['tail_from']} on are wrong: are the last "
+                         "units dropped by the split?")
+        if passed:
+            hints.append(f"It works for {bucket_text(passed[0]['shapes'])} but not here.")
         hints.append(CHUNK_HINT)
     return " ".join([text, *hints])
 
 
 def _case_verdict(records: dict[int, dict], world: int, index: int, settings: Settings,
                   passed: list[dict]) -> str | None:
-    """None when every rank got case ``index`` right, ``"incomplete"`` when some rank has
-    no record of it (the job stopped), else the message (or raise NotImplementedError)."""
+    """None when every rank got bucket ``index`` right, ``"incomplete"`` when some rank
+    has no record of it (the job stopped), else the message (or raise
+    NotImplementedError)."""
     per_rank = {r: rec["cases"][index] for r, rec in records.items()
                 if index < len(rec["cases"])}
     bad = {r: c for r, c in per_rank.items() if c["status"] != "ok"}
@@ -471,15 +610,11 @@ def _case_verdict(records: dict[int, dict], world: int, index: int, settings: Se
         return None if len(per_rank) == world else "incomplete"
     rank, case = min(bad.items(), key=lambda rc: (PRIORITY.index(rc[1]["status"]), rc[0]))
     status = case["status"]
-    head = f"ring_all_reduce on {world} ranks, {_shape_text(case['shape'])}: rank {rank}"
+    head = f"ring_all_reduce on {world} ranks, {bucket_text(case['shapes'])}: rank {rank}"
     if status == "not implemented":
         raise NotImplementedError("ring_all_reduce() is not implemented yet")
     if status == "forbidden":
-        called = case["error"]["message"]
-        called = called if "." in called else f"torch.distributed.{called}"
-        return (f"{head} called {called}: write the ring yourself, with point-to-point "
-                "messages only (dist.send/dist.recv, dist.isend/dist.irecv or "
-                "dist.batch_isend_irecv)")
+        return f"{head} {_forbidden_text(case['error']['message'])}"
     if status == "raised":
         return f"{head} raised {_error_text(case['error'])}"
     if status == "timeout":
@@ -489,9 +624,15 @@ def _case_verdict(records: dict[int, dict], world: int, index: int, settings: Se
         return (f"{head} waited more than {settings.group_timeout:g} s in a send/recv and "
                 f"gave up{case['error'].get('where', '')}{note}. {DEADLOCK_HINT}")
     if status == "mismatch":
-        return _mismatch_text(case, rank, world, passed)
+        return _mismatch_text(case, rank, world, settings.align, passed)
     return (f"{head} lost its connection to a neighbour ({_error_text(case['error'])}): "
             "another rank failed or gave up")
+
+
+def _forbidden_text(called: str) -> str:
+    called = called if "." in called else f"torch.distributed.{called}"
+    return (f"called {called}: write the ring yourself, with point-to-point messages only "
+            "(dist.send/dist.recv, dist.isend/dist.irecv or dist.batch_isend_irecv)")
 
 
 def _world_records(run: Run, world: int) -> dict[int, dict]:
@@ -504,15 +645,17 @@ def _running_text(run: Run, world: int) -> str:
         running = out.get("running")
         if running and running.get("world") == world:
             return (f", while {world} ranks were running ring_all_reduce on "
-                    f"{_shape_text(running['shape'])}")
+                    f"{bucket_text(running['shapes'])}")
     return ""
 
 
 def check_ring_all_reduce(ring_py: str | os.PathLike, world_size: int,
                           settings: Settings = Settings()) -> dict[str, Any]:
-    """``ring_all_reduce`` equals ``dist.all_reduce`` on ``world_size`` ranks, for every case.
+    """``ring_all_reduce(bucket, align=settings.align)`` leaves in every tensor of every
+    bucket what ``dist.all_reduce`` of that tensor gives, on ``world_size`` ranks.
 
-    Returns ``{"world_size", "cases", "seconds"}`` (each case's time on rank 0).
+    Returns ``{"world_size", "cases", "seconds"}`` (each bucket's shapes, and its time on
+    rank 0).
     """
     if world_size not in settings.world_sizes:
         raise UsageError(f"world_size={world_size!r} is not valid; choose one of: "
@@ -522,7 +665,7 @@ def check_ring_all_reduce(ring_py: str | os.PathLike, world_size: int,
     run = ring_run(path, settings)
     records = _world_records(run, world_size)
     passed: list[dict] = []
-    for index, shape in enumerate(cases(settings)):
+    for index, shapes in enumerate(cases(settings)):
         verdict = _case_verdict(records, world_size, index, settings, passed)
         if verdict is None:
             passed.append(records[0]["cases"][index])
@@ -536,62 +679,103 @@ def check_ring_all_reduce(ring_py: str | os.PathLike, world_size: int,
         if run.failure:
             raise AssertionError(f"ring_all_reduce on {world_size} ranks did not run to the "
                                  f"end: {run.message}")
-        raise AssertionError(f"ring_all_reduce on {world_size} ranks, {_shape_text(shape)}: "
+        raise AssertionError(f"ring_all_reduce on {world_size} ranks, {bucket_text(shapes)}: "
                              "no result from some ranks (see the logs in "
                              f"{path.parent / 'grading_ring'})")
-    return {"world_size": world_size, "cases": [c["shape"] for c in passed],
+    return {"world_size": world_size, "cases": [c["shapes"] for c in passed],
             "seconds": [c["seconds"] for c in passed]}
+
+
+def _traffic_problems(rows: list[dict[int, dict]], world: int, align: int) -> list[str]:
+    """What each rank's traffic breaks, the first bucket of each kind of problem only.
+
+    ``rows``: per bucket, every rank's (correct) record with ``sent``, ``messages``,
+    ``sizes`` (the distinct message sizes) and ``dests``.
+    """
+    found: dict[str, str] = {}
+    most_messages = ring_message_bound(world)
+    for got in rows:
+        n, shapes = got[0]["n"], got[0]["shapes"]
+        sizes = chunk_sizes(n, world, align)
+        least, most = 2 * (n - max(sizes)), 2 * (n - min(sizes))
+        what = f"{bucket_text(shapes)}, {len(shapes)} tensors"
+        for r in range(world):
+            case, right = got[r], (r + 1) % world
+            if "right" not in found and set(case["dests"]) - {right}:
+                found["right"] = (
+                    f"on {world} ranks, rank {r} sent to rank(s) {case['dests']}: in a ring "
+                    f"each rank sends only to its right neighbour (rank + 1) % world_size = "
+                    f"{right}")
+            if "messages" not in found and case["messages"] > most_messages:
+                found["messages"] = (
+                    f"on {world} ranks, rank {r} sent {case['messages']} messages for ONE "
+                    f"all-reduce of {what}; a ring sends at most 2 (p - 1) = {most_messages} "
+                    f"messages, one per step, whatever the bucket holds. {BUCKET_HINT}")
+            odd = [m for m in case["sizes"] if m not in sizes]
+            if "sizes" not in found and odd:
+                found["sizes"] = (
+                    f"on {world} ranks, rank {r} sent messages of {odd[:6]} elements for "
+                    f"{what}: each message of the ring is one whole chunk of "
+                    f"chunk_bounds({n}, {world}, {align}), of {sorted(set(sizes))} elements. "
+                    "Cut the whole bucket (not each tensor) with your chunk_bounds and the "
+                    "align given")
+            if "short" not in found and case["sent"] < least:
+                found["short"] = (
+                    f"on {world} ranks, rank {r} sent only {case['sent']} elements for "
+                    f"{what}; a ring's rank sends every chunk but one in each phase, at least "
+                    f"2 (N - largest chunk) = {least} elements in all: the sums must travel "
+                    "through the ring's messages")
+            if "long" not in found and case["sent"] > most:
+                found["long"] = (
+                    f"on {world} ranks, rank {r} sent {case['sent']} elements for {what}; a "
+                    f"ring sends about 2 (p - 1) / p N = {2 * (world - 1) * n / world:.0f}, "
+                    f"at most 2 (N - smallest chunk) = {most}: send chunks of about N / p "
+                    "elements, each once per phase, not whole tensors")
+    return [found[k] for k in ("right", "messages", "sizes", "short", "long") if k in found]
 
 
 def check_ring_traffic(ring_py: str | os.PathLike, settings: Settings = Settings(),
                        result: dict[str, Any] | None = None) -> dict[int, dict[str, Any]]:
-    """The ring sends only to its right neighbour, at least ``2 (p - 1) floor(n / p)`` and
-    at most ``2 (p - 1) ceil(n / p)`` elements per rank.
+    """The ring sends only to its right neighbour, in at most ``2 (p - 1)`` messages per
+    all-reduce of a bucket, each one chunk of ``chunk_bounds(N, p, align)``, between
+    ``2 (N - largest chunk)`` and ``2 (N - smallest chunk)`` elements per rank.
 
-    Measured on the longest length of the ring job, for every world size on which that case
-    is correct. ``result`` (a dict), when given, receives ``{world size: {"sent": [per
-    rank], "bound", "ideal", "naive_root", "n"}}`` before the assertions.
+    Measured on every bucket, for every world size on which all buckets are correct.
+    ``result`` (a dict), when given, receives ``{world size: {"n", "sent": [per rank],
+    "messages": [per rank], "floor", "bound", "max_messages", "ideal", "naive_root"}}`` of
+    the largest bucket, before the assertions.
     """
     path = _script(ring_py)
     _require_finished(path, ("ring_all_reduce",))
     run = ring_run(path, settings)
-    n = max(settings.lengths)
-    index = cases(settings).index((n,))
+    buckets = cases(settings)
+    numels = [sum(math.prod(shape) for shape in shapes) for shapes in buckets]
+    largest = max(range(len(buckets)), key=lambda i: (numels[i], i))
     table: dict[int, dict[str, Any]] = {}
     problems: list[str] = []
     not_yet: list[int] = []
     for world in sorted(settings.world_sizes):
         records = _world_records(run, world)
-        got = {r: rec["cases"][index] for r, rec in records.items() if index < len(rec["cases"])}
-        if len(got) < world or any(c["status"] != "ok" for c in got.values()):
+        rows = []
+        for index in range(len(buckets)):
+            got = {r: rec["cases"][index] for r, rec in records.items()
+                   if index < len(rec["cases"])}
+            if len(got) < world or any(c["status"] != "ok" for c in got.values()):
+                break
+            rows.append(got)
+        if len(rows) < len(buckets):
             not_yet.append(world)
             continue
-        sent = [got[r]["sent"] for r in range(world)]
-        table[world] = {"n": n, "sent": sent, "bound": ring_send_bound(n, world),
+        n, big = numels[largest], rows[largest]
+        table[world] = {"n": n, "sent": [big[r]["sent"] for r in range(world)],
+                        "messages": [big[r]["messages"] for r in range(world)],
+                        "floor": ring_send_floor(n, world, settings.align),
+                        "bound": ring_send_bound(n, world, settings.align),
+                        "max_messages": ring_message_bound(world),
                         "ideal": 2 * (world - 1) * n / world, "naive_root": (world - 1) * n}
-        strays = [r for r in range(world) if set(got[r]["dests"]) - {(r + 1) % world}]
-        if strays:
-            r = strays[0]
-            problems.append(f"on {world} ranks, rank {r} sent to rank(s) {got[r]['dests']}: in a "
-                            f"ring each rank sends only to its right neighbour (rank + 1) % "
-                            f"world_size = {(r + 1) % world}")
-        least = ring_send_floor(n, world)
-        short = [r for r in range(world) if sent[r] < least]
-        if short:
-            r = short[0]
-            problems.append(
-                f"on {world} ranks, rank {r} sent only {sent[r]} elements for a tensor of {n}; "
-                f"a ring's rank sends 2 (p - 1) chunks of at least floor(n / p) elements, "
-                f"{least} in all: the sums must travel through the ring's messages")
-        worst = max(range(world), key=lambda r: sent[r])
-        if sent[worst] > table[world]["bound"]:
-            problems.append(
-                f"on {world} ranks, rank {worst} sent {sent[worst]} elements for a tensor of "
-                f"{n}; a ring sends 2 (p - 1) / p n = {table[world]['ideal']:.0f}, at most "
-                f"2 (p - 1) ceil(n / p) = {table[world]['bound']}: send chunks of about n / p "
-                "elements, each once per phase, not whole tensors")
+        problems += _traffic_problems(rows, world, settings.align)
     if not_yet:
-        problems.append(f"the all-reduce of length {n} is not correct yet on "
+        problems.append(f"the all-reduce of the buckets is not correct yet on "
                         f"{', '.join(map(str, not_yet))} ranks (see the checks above): "
                         "traffic is measured on correct runs only")
     if result is not None:
@@ -611,7 +795,8 @@ def dp_run(dp_py: str | os.PathLike, ring_py: str | os.PathLike,
     sizes = ",".join(map(str, sorted(set(settings.dp_world_sizes), reverse=True)))
     args = ["--dp", str(dp_path), "--ring", str(ring_path), "--world-sizes", sizes,
             "--steps", str(settings.dp_steps), "--batch", str(settings.dp_batch),
-            "--lr", repr(settings.dp_lr), "--seed", str(settings.seed)]
+            "--lr", repr(settings.dp_lr), "--align", str(settings.align),
+            "--seed", str(settings.seed)]
     return _launch("dp", [dp_path, ring_path], max(settings.dp_world_sizes), args, settings)
 
 
@@ -665,6 +850,9 @@ def _dp_status(run: Run, world: int, part: str, function: str) -> dict[int, dict
     if rec["status"] == "not implemented":
         raise NotImplementedError(f"{rec['error']['message'] or function}")
     head = f"{function} on {world} ranks: rank {rank}"
+    if rec["status"] == "forbidden":
+        raise AssertionError(f"{head}: your ring_all_reduce "
+                             f"{_forbidden_text(rec['error']['message'])}")
     if rec["status"] == "timeout":
         raise AssertionError(f"{head} waited more than its process group's timeout in a "
                              f"collective and gave up{rec['error'].get('where', '')}. "
@@ -678,23 +866,26 @@ def _dp_status(run: Run, world: int, part: str, function: str) -> dict[int, dict
 def check_average_gradients(dp_py: str | os.PathLike, ring_py: str | os.PathLike,
                             settings: Settings = Settings()) -> None:
     """``average_gradients`` leaves the mean over ranks in every ``.grad`` (and changes no
-    parameter), on every world size of ``settings.dp_world_sizes``. It is given torch's
-    all-reduce here, so it is graded whatever the state of ``ring_all_reduce``."""
+    parameter), with ONE call of ``all_reduce`` on a bucket of every gradient, on every
+    world size of ``settings.dp_world_sizes``. Its ``all_reduce(tensors)`` is torch's
+    all-reduce of each tensor of the list here, so it is graded whatever the state of
+    ``ring_all_reduce``."""
     dp_path = _script(dp_py)
     _require_finished(dp_path, ("average_gradients",))
     run = dp_run(dp_path, ring_py, settings)
     for world in sorted(settings.dp_world_sizes):
         records = _dp_status(run, world, "average", "average_gradients")
+        where = f"average_gradients on {world} ranks"
         for rank in range(world):
             rec = records[rank]
+            numel = sum(size for _, size, *_ in rec["names"])
             if rec["calls"] == 0:
-                raise AssertionError(f"average_gradients on {world} ranks: rank {rank} never "
-                                     "called all_reduce: sum each gradient over the ranks "
-                                     "with the all_reduce it is given")
+                raise AssertionError(f"{where}: rank {rank} never called all_reduce: put "
+                                     "every parameter's gradient into one list and sum it "
+                                     "over the ranks with all_reduce(grads)")
             if rec["params_changed"]:
-                raise AssertionError(f"average_gradients on {world} ranks changed the "
-                                     "parameters: it only averages the .grad tensors; the "
-                                     "optimizer updates the parameters")
+                raise AssertionError(f"{where} changed the parameters: it only averages the "
+                                     ".grad tensors; the optimizer updates the parameters")
             for j, (name, size, *_) in enumerate(rec["names"]):
                 inputs = [records[r]["grads_in"][j] for r in range(world)]
                 total = [sum(vals) for vals in zip(*inputs, strict=True)]
@@ -708,23 +899,36 @@ def check_average_gradients(dp_py: str | os.PathLike, ring_py: str | os.PathLike
                     hint = (f"That is the SUM over the ranks: divide by the world size "
                             f"({world}) to get the mean.")
                 elif _close(got, inputs[rank]):
-                    hint = ("That is this rank's own gradient, unchanged: all_reduce works in "
-                            "place on the tensor it is given; pass it param.grad itself.")
+                    hint = ("That is this rank's own gradient, unchanged: all_reduce sums the "
+                            "tensors of its list in place; put the .grad tensors themselves "
+                            "into the list (not copies), every one of them.")
                 elif _close(got, [m / world for m in mean]):
                     hint = "That is the mean divided by the world size once more."
                 else:
-                    hint = ("Expected the mean over ranks: all_reduce(param.grad), then divide "
-                            "by the world size.")
+                    hint = ("Expected the mean over ranks: all_reduce(grads) with every "
+                            "gradient in the list, then divide each by the world size.")
+                if sum(rec["buckets"]) < numel:
+                    hint += (f" The buckets given to all_reduce held {sum(rec['buckets'])} of "
+                             f"the model's {numel} gradient values.")
                 raise AssertionError(
-                    f"average_gradients on {world} ranks: rank {rank}'s gradient of {name} "
-                    f"({size} values) is wrong at {count} of them; first at index {i}: got "
-                    f"{got[i]:.6g}, expected {mean[i]:.6g}. {hint}")
+                    f"{where}: rank {rank}'s gradient of {name} ({size} values) is wrong at "
+                    f"{count} of them; first at index {i}: got {got[i]:.6g}, expected "
+                    f"{mean[i]:.6g}. {hint}")
+            if rec["calls"] > 1:
+                raise AssertionError(
+                    f"{where}: rank {rank} called all_reduce {rec['calls']} times, on buckets "
+                    f"of {rec['buckets'][:8]} values: the means are right, but each call is a "
+                    "whole all-reduce (on a ring, 2 (p - 1) messages, each paying the latency "
+                    "alpha). Put every gradient into ONE bucket and call all_reduce once, as "
+                    "DDP buckets its gradients.")
 
 
 def check_data_parallel(dp_py: str | os.PathLike, ring_py: str | os.PathLike,
                         settings: Settings = Settings(),
                         result: dict[str, Any] | None = None) -> dict[int, float]:
-    """``train_data_parallel`` with the student's ring ends with DDP's parameters.
+    """``train_data_parallel`` with the student's ring (``ring_all_reduce(tensors,
+    align=settings.align)``, collectives switched off while it runs) ends with DDP's
+    parameters.
 
     For every world size of ``settings.dp_world_sizes``, each rank's parameters after
     ``dp_steps`` SGD steps must equal those of ``DistributedDataParallel`` trained on the
@@ -798,18 +1002,24 @@ class Forbidden(RuntimeError):
 
 
 class _Spy:
-    """Counts what this rank sends and to whom; turns collectives off while ``forbid``.
+    """Counts what this rank sends (elements, messages, their sizes) and to whom; turns
+    collectives off while ``forbid``.
 
     Installed before the student's module is imported, on both ``torch.distributed`` and
-    ``torch.distributed.distributed_c10d`` (``send`` and ``batch_isend_irecv`` go through
-    the module-level ``isend``, so every message is counted once).
+    ``torch.distributed.distributed_c10d``. ``send`` and ``batch_isend_irecv`` (each send
+    op of the batch) go through the module-level ``isend``, so every message is counted
+    once, whichever of the three sends it.
     """
+
+    MAX_SIZES = 32  # distinct message sizes kept per call (a runaway loop sends many)
 
     def __init__(self) -> None:
         import torch.distributed as tdist
         import torch.distributed.distributed_c10d as c10d
 
         self.sent = 0
+        self.messages = 0
+        self.sizes: set[int] = set()
         self.dests: set[int] = set()
         self.forbid = False
         self.original = {name: getattr(c10d, name) for name in ("isend", *FORBIDDEN)
@@ -821,6 +1031,9 @@ class _Spy:
             if dst is None:
                 dst = kwargs.get("group_dst")
             self.sent += tensor.numel()
+            self.messages += 1
+            if len(self.sizes) < self.MAX_SIZES:
+                self.sizes.add(int(tensor.numel()))
             if dst is not None:
                 self.dests.add(int(dst))
             return isend(tensor, *args, **kwargs)
@@ -886,7 +1099,8 @@ class _Spy:
         return guarded
 
     def reset(self) -> None:
-        self.sent = 0
+        self.sent = self.messages = 0
+        self.sizes = set()
         self.dests = set()
 
 
@@ -939,60 +1153,126 @@ def _leave() -> None:
         tdist.destroy_process_group()
 
 
-def ring_input(shape: Sequence[int], seed: int, world: int, rank: int):
-    """Rank ``rank``'s input: multiples of 1/8 in [-12.4, 12.4], so every sum is exact."""
+def ring_input(shape: Sequence[int], seed: int, world: int, rank: int, index: int = 0):
+    """Rank ``rank``'s tensor ``index`` of a bucket: multiples of 1/8 in [-12.4, 12.4], so
+    every sum is exact."""
     import torch
 
     n = math.prod(shape)
-    gen = torch.Generator().manual_seed(((seed * 1009 + world) * 100_003 + n) * 17 + rank)
+    key = (((seed * 1009 + world) * 100_003 + n) * 17 + rank) * 7 + index
+    gen = torch.Generator().manual_seed(key % 2**62)  # any grading seed (up to 2**31)
     return (torch.randint(-99, 100, tuple(shape), generator=gen) / 8).to(torch.float32)
 
 
-def _diagnose(got, expected, inputs: list, rank: int, world: int, returned) -> dict[str, Any]:
-    """What a wrong result looks like: first index, the run of wrong values, a pattern."""
+def _flat_bucket(tensors: Sequence[Any]):
     import torch
 
-    flat, ref = got.reshape(-1), expected.reshape(-1)
+    return torch.cat([t.detach().reshape(-1).float() for t in tensors])
+
+
+def _diagnose(got: list, expected: list, inputs: list[list], rank: int, world: int,
+              align: int, returned: Any, replaced: bool) -> dict[str, Any]:
+    """What a wrong bucket looks like: the first wrong element (in the bucket and in its
+    tensor), the run of wrong values after it, which ranks' inputs they sum, a pattern."""
+    import torch
+
+    flat, ref = _flat_bucket(got), _flat_bucket(expected)
     wrong = ~torch.isclose(flat, ref, rtol=1e-5, atol=1e-5)
     bad = torch.nonzero(wrong).flatten().tolist()
     i = bad[0]
     n = flat.numel()
-    bounds = reference_chunk_bounds(n, world)
+    offsets = list(itertools.accumulate((t.numel() for t in got), initial=0))
+    tensor = max(j for j in range(len(got)) if offsets[j] <= i and got[j].numel())
+    wrong_tensors = [j for j in range(len(got))
+                     if bool(wrong[offsets[j]:offsets[j + 1]].any())]
+    bounds = reference_chunk_bounds(n, world, align)
     chunk_index = next(k for k, (a, b) in enumerate(bounds) if a <= i < b)
     stop = i
     while stop < n and stop - i < 64 and wrong[stop]:
         stop += 1
     segment = flat[i:stop]
+    mine = [_flat_bucket(bucket) for bucket in inputs]
     subset = None
     for size in range(1, world + 1):
         for ranks in itertools.combinations(range(world), size):
-            total = sum(inputs[r].reshape(-1)[i:stop] for r in ranks)
-            if torch.equal(segment, total):
+            if torch.equal(segment, sum(mine[r][i:stop] for r in ranks)):
                 subset = list(ranks)
                 break
         if subset is not None:
             break
-    unchanged = torch.equal(got, inputs[rank])
-    returned_ok = (returned is not None and hasattr(returned, "shape")
-                   and tuple(returned.shape) == tuple(expected.shape)
-                   and bool(torch.allclose(returned.float(), expected)))
+    returned_ok = False
+    if isinstance(returned, (list, tuple)) and len(returned) == len(expected):
+        try:
+            returned_ok = bool(torch.allclose(_flat_bucket(returned), ref))
+        except (RuntimeError, TypeError, AttributeError):
+            returned_ok = False
+    units = -(-n // align)
+    tail_from = min((units // world) * world * align, n)
     return {"count": len(bad), "index": i, "got": float(flat[i]), "expected": float(ref[i]),
-            "chunk_index": chunk_index, "chunk": list(bounds[chunk_index]),
-            "run": [i, stop], "subset": subset, "unchanged_all": unchanged,
+            "tensor": tensor, "tensor_index": i - offsets[tensor],
+            "wrong_tensors": wrong_tensors, "chunk_index": chunk_index,
+            "chunk": list(bounds[chunk_index]), "run": [i, stop], "subset": subset,
+            "unchanged_all": bool(torch.equal(flat, mine[rank])), "replaced": replaced,
             "returned_ok": returned_ok, "zeros": bool(torch.all(segment == 0)),
-            "tail_only": n >= world and bad[0] >= (n // world) * world}
+            "tail_only": tail_from < n and i >= tail_from, "tail_from": tail_from}
+
+
+def _run_case(module, spy: _Spy, shapes: list[tuple[int, ...]], rank: int, world: int,
+              args: argparse.Namespace, ring_path: Path) -> dict[str, Any]:
+    """One bucket on this rank: the student's ring against dist.all_reduce of each tensor."""
+    import torch
+
+    inputs = [[ring_input(shape, args.seed, world, r, j) for j, shape in enumerate(shapes)]
+              for r in range(world)]
+    expected = [t.clone() for t in inputs[rank]]
+    for t in expected:
+        spy.original["all_reduce"](t)  # the reference: dist.all_reduce (sum) of each tensor
+    given = [t.clone() for t in inputs[rank]]
+    bucket = list(given)
+    case: dict[str, Any] = {"shapes": [list(shape) for shape in shapes],
+                            "n": sum(t.numel() for t in given), "status": "ok"}
+    spy.reset()
+    spy.forbid = True
+    start = time.perf_counter()
+    returned = None
+    try:
+        returned = module.ring_all_reduce(bucket, align=args.align)
+    except Exception as exc:  # noqa: BLE001 - the student's error, reported
+        case["status"] = _classify(exc)
+        case["error"] = _error_record(exc, [ring_path])
+        if case["status"] == "forbidden":
+            case["error"]["message"] = str(exc)
+    finally:
+        spy.forbid = False
+    case.update(seconds=time.perf_counter() - start, sent=spy.sent, messages=spy.messages,
+                sizes=sorted(spy.sizes), dests=sorted(spy.dests))
+    if case["status"] != "ok":
+        return case
+    changed = [j for j, (t, shape) in enumerate(zip(given, shapes, strict=True))
+               if tuple(t.shape) != tuple(shape) or t.dtype != torch.float32]
+    if changed:
+        j = changed[0]
+        case["status"] = "raised"
+        case["error"] = {"type": "AssertionError", "where": "", "message":
+                         f"tensor {j} of the bucket changed its shape or dtype to "
+                         f"{tuple(given[j].shape)} {given[j].dtype}"}
+    elif not all(torch.allclose(t, e, rtol=1e-5, atol=1e-5)
+                 for t, e in zip(given, expected, strict=True)):
+        replaced = len(bucket) != len(given) or any(
+            b is not g for b, g in zip(bucket, given, strict=False))
+        case["status"] = "mismatch"
+        case["mismatch"] = _diagnose(given, expected, inputs, rank, world, args.align,
+                                     returned, replaced)
+    return case
 
 
 def _ring_worker(args: argparse.Namespace) -> None:
-    import torch
-
     rank = dist.rank_from_env()[0]
     out = Path(os.environ.get(dist.ENV_OUT, "."))
     group_timeout = float(os.environ.get(dist.ENV_TIMEOUT, dist.DEFAULT_GROUP_TIMEOUT_S))
     spy = _Spy()
     ring_path = Path(args.ring).resolve()
     module = load_module(ring_path, "lab4_ring")
-    shapes = [MATRIX_SHAPE] + [(n,) for n in args.lengths]
     saved: dict[str, Any] = {}
     for world in args.world_sizes:  # largest first: surplus ranks leave
         if rank >= world:
@@ -1000,39 +1280,11 @@ def _ring_worker(args: argparse.Namespace) -> None:
         _join(out, f"ring_w{world}", rank, world, group_timeout, wait=4 * group_timeout)
         entry: dict[str, Any] = {"cases": []}
         saved[str(world)] = entry
-        for shape in shapes:
-            saved["running"] = {"world": world, "shape": list(shape)}
+        for length in args.lengths:
+            shapes = bucket_shapes(length)
+            saved["running"] = {"world": world, "shapes": [list(s) for s in shapes]}
             dist.save_result(saved)
-            inputs = [ring_input(shape, args.seed, world, r) for r in range(world)]
-            expected = inputs[rank].clone()
-            spy.original["all_reduce"](expected)  # the reference: dist.all_reduce (sum)
-            tensor = inputs[rank].clone()
-            case: dict[str, Any] = {"shape": list(shape), "n": tensor.numel(), "status": "ok"}
-            spy.reset()
-            spy.forbid = True
-            start = time.perf_counter()
-            returned = None
-            try:
-                returned = module.ring_all_reduce(tensor)
-            except Exception as exc:  # noqa: BLE001 - the student's error, reported
-                case["status"] = _classify(exc)
-                case["error"] = _error_record(exc, [ring_path])
-                if case["status"] == "forbidden":
-                    case["error"]["message"] = str(exc)
-            finally:
-                spy.forbid = False
-            case.update(seconds=time.perf_counter() - start, sent=spy.sent,
-                        dests=sorted(spy.dests))
-            if case["status"] == "ok":
-                if tuple(tensor.shape) != tuple(shape) or tensor.dtype != torch.float32:
-                    case["status"] = "raised"
-                    case["error"] = {"type": "AssertionError", "where": "", "message":
-                                     f"the tensor's shape or dtype changed to "
-                                     f"{tuple(tensor.shape)} {tensor.dtype}"}
-                elif not torch.allclose(tensor, expected, rtol=1e-5, atol=1e-5):
-                    case["status"] = "mismatch"
-                    case["mismatch"] = _diagnose(tensor, expected, inputs, rank, world,
-                                                 returned)
+            case = _run_case(module, spy, shapes, rank, world, args, ring_path)
             entry["cases"].append(case)
             if case["status"] not in ("ok", "mismatch"):
                 break  # the group may be out of step now: the next world size starts afresh
@@ -1073,9 +1325,31 @@ def _names(model) -> list[list]:
     return [[name, p.numel(), list(p.shape)] for name, p in model.named_parameters()]
 
 
-def _dp_average(dpm, rank: int, world: int, seed: int) -> dict[str, Any]:
+def torch_bucket_all_reduce(buckets: list[int] | None = None) -> Callable:
+    """``all_reduce(tensors)`` as part 2 uses it, made of torch's all-reduce: sums every
+    tensor of the list ``tensors`` over the ranks, in place, and returns the list. Each
+    call appends its bucket's number of elements to ``buckets``. Anything but a list (or
+    tuple) of tensors raises ``TypeError`` with what the lab expects."""
     import torch
     import torch.distributed as tdist
+
+    def all_reduce(tensors):
+        if not isinstance(tensors, (list, tuple)) or not all(
+                isinstance(t, torch.Tensor) for t in tensors):
+            raise TypeError(f"all_reduce(tensors) takes a bucket, a list of tensors, not "
+                            f"{type(tensors).__name__}: put the gradients into a list and "
+                            "pass the whole list")
+        if buckets is not None:
+            buckets.append(sum(t.numel() for t in tensors))
+        for t in tensors:
+            tdist.all_reduce(t)
+        return tensors
+
+    return all_reduce
+
+
+def _dp_average(dpm, rank: int, world: int, seed: int) -> dict[str, Any]:
+    import torch
 
     model = dp_model(seed + 100 + rank)
     grads_in = []
@@ -1084,17 +1358,13 @@ def _dp_average(dpm, rank: int, world: int, seed: int) -> dict[str, Any]:
         p.grad = (torch.randint(-99, 100, p.shape, generator=gen) / 8).double()
         grads_in.append(p.grad.reshape(-1).tolist())
     before = _flat_params(model)
-    calls = [0]
-
-    def all_reduce(tensor):
-        calls[0] += 1
-        tdist.all_reduce(tensor)
-
-    dpm.average_gradients(model, all_reduce)
+    buckets: list[int] = []
+    dpm.average_gradients(model, torch_bucket_all_reduce(buckets))
     grads_out = [(p.grad.reshape(-1).tolist() if p.grad is not None else [math.nan] * p.numel())
                  for p in model.parameters()]
-    return {"status": "ok", "calls": calls[0], "names": _names(model), "grads_in": grads_in,
-            "grads_out": grads_out, "params_changed": _flat_params(model) != before}
+    return {"status": "ok", "calls": len(buckets), "buckets": buckets, "names": _names(model),
+            "grads_in": grads_in, "grads_out": grads_out,
+            "params_changed": _flat_params(model) != before}
 
 
 def _ddp_reference(rank: int, world: int, seed: int, X, y, steps: int, batch: int,
@@ -1115,7 +1385,8 @@ def _ddp_reference(rank: int, world: int, seed: int, X, y, steps: int, batch: in
     return _flat_params(model)
 
 
-def _dp_train(dpm, ring, rank: int, world: int, args: argparse.Namespace) -> dict[str, Any]:
+def _dp_train(dpm, ring, spy: _Spy, rank: int, world: int,
+              args: argparse.Namespace) -> dict[str, Any]:
     import torch
     import torch.distributed as tdist
 
@@ -1127,9 +1398,13 @@ def _dp_train(dpm, ring, rank: int, world: int, args: argparse.Namespace) -> dic
         if torch.is_grad_enabled() else None)
     calls = [0]
 
-    def ring_all_reduce(tensor):
+    def ring_all_reduce(tensors):  # the student's ring, point-to-point only
         calls[0] += 1
-        return ring.ring_all_reduce(tensor)
+        spy.forbid = True
+        try:
+            return ring.ring_all_reduce(tensors, align=args.align)
+        finally:
+            spy.forbid = False
 
     dpm.train_data_parallel(model, X.clone(), y.clone(), steps=args.steps,
                             batch_size=args.batch, lr=args.lr, all_reduce=ring_all_reduce)
@@ -1143,7 +1418,7 @@ def _dp_train(dpm, ring, rank: int, world: int, args: argparse.Namespace) -> dic
         again = dp_model(args.seed + 1 + rank)
         dpm.train_data_parallel(again, X.clone(), y.clone(), steps=args.steps,
                                 batch_size=args.batch, lr=args.lr,
-                                all_reduce=lambda t: tdist.all_reduce(t))
+                                all_reduce=torch_bucket_all_reduce())
         record["torch_all_reduce_ok"] = _close(_flat_params(again), ddp)
     return record
 
@@ -1153,6 +1428,7 @@ def _dp_worker(args: argparse.Namespace) -> None:
     out = Path(os.environ.get(dist.ENV_OUT, "."))
     group_timeout = float(os.environ.get(dist.ENV_TIMEOUT, dist.DEFAULT_GROUP_TIMEOUT_S))
     paths = [Path(args.dp).resolve(), Path(args.ring).resolve()]
+    spy = _Spy()  # collectives off while the student's ring runs (not in their loop)
     dpm = load_module(paths[0], "lab4_dp")
     ring = load_module(paths[1], "lab4_ring")
     saved: dict[str, Any] = {}
@@ -1161,13 +1437,15 @@ def _dp_worker(args: argparse.Namespace) -> None:
             break
         saved[str(world)] = {}
         for part, run in (("average", lambda w=world: _dp_average(dpm, rank, w, args.seed)),
-                          ("train", lambda w=world: _dp_train(dpm, ring, rank, w, args))):
+                          ("train", lambda w=world: _dp_train(dpm, ring, spy, rank, w, args))):
             _join(out, f"dp_{part}_w{world}", rank, world, group_timeout,
                   wait=4 * group_timeout)
             try:
                 record = run()
             except Exception as exc:  # noqa: BLE001 - the student's error, reported
                 record = {"status": _classify(exc), "error": _error_record(exc, paths)}
+                if record["status"] == "forbidden":
+                    record["error"]["message"] = str(exc)
             saved[str(world)][part] = record
             dist.save_result(saved)
             _leave()
@@ -1187,6 +1465,7 @@ def worker_main(argv: Sequence[str]) -> int:
     ring.add_argument("--ring", required=True)
     ring.add_argument("--world-sizes", type=_int_list, required=True)
     ring.add_argument("--lengths", type=_int_list, required=True)
+    ring.add_argument("--align", type=int, default=1)
     ring.add_argument("--seed", type=int, default=0)
     dp = sub.add_parser("dp")
     dp.add_argument("--dp", required=True)
@@ -1195,6 +1474,7 @@ def worker_main(argv: Sequence[str]) -> int:
     dp.add_argument("--steps", type=int, required=True)
     dp.add_argument("--batch", type=int, required=True)
     dp.add_argument("--lr", type=float, required=True)
+    dp.add_argument("--align", type=int, default=1)
     dp.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(list(argv))
     if args.kind == "ring":

@@ -13,8 +13,8 @@ lesson can check both against ``torch.distributed.all_reduce`` and explain the s
 
 Both work in place on a contiguous tensor of any length (not only multiples of the world
 size: chunks differ by at most one element) on Gloo (CPU) or NCCL (GPU), and count the
-bytes they send in ``TRAFFIC``. Lab 4 asks students to write the ring themselves; this one
-is the documentation.
+bytes they send in ``TRAFFIC``. Lesson 12 shows this ring; lab 4 asks students for its
+relative, a ring over a bucket of tensors with aligned chunks (which this one fails).
 
 The pure functions give the *alpha-beta* (latency-bandwidth) model of a message,
 ``t = alpha + n * beta``, the model times of both algorithms, a least-squares fit of

@@ -28,9 +28,10 @@ pytestmark = pytest.mark.slow
 MASTER = REPO / "labs" / "solutions" / "lab1_backprop.ipynb"
 STUDENT = REPO / "labs" / "lab1_backprop.ipynb"
 FULL = 10.0
-CHECKS = ["Linear forward", "Linear backward (dx, dW, db)", "ReLU forward and backward",
-          "Softmax cross-entropy forward (stable)", "Softmax cross-entropy backward",
-          "Two spirals: test accuracy >= 95 %"]
+LOSS_FORWARD = "Softmax cross-entropy with label smoothing, forward (stable)"
+LOSS_BACKWARD = "Softmax cross-entropy with label smoothing, backward"
+CHECKS = ["Linear forward", "Linear backward (dx, dW, db)", "GELU forward and backward",
+          LOSS_FORWARD, LOSS_BACKWARD, "Two spirals: test accuracy >= 95 %"]
 
 
 def correct():
@@ -49,12 +50,13 @@ def _with(nb, cell, text, *, before=True):
     return nb
 
 
-def wrong_relu():
-    """ReLU.backward lets the gradient through everywhere (a classic mistake)."""
+def wrong_gelu():
+    """GELU.backward returns its local derivative, forgetting to multiply by grad_out (the
+    chain rule's outer factor: training cannot learn with it)."""
     nb = correct()
-    cell = _answer_cell(nb, "ReLU")
-    assert "grad_out * (self.x > 0)" in cell.source
-    cell.source = cell.source.replace("grad_out * (self.x > 0)", "grad_out * 1.0")
+    cell = _answer_cell(nb, "GELU")
+    assert "return grad_out * local" in cell.source
+    cell.source = cell.source.replace("return grad_out * local", "return local")
     return nb
 
 
@@ -65,29 +67,29 @@ def mutant_library_call():
     forward = ("        from course_utils.foundations import numpy_mlp\n"
                "        loss, self.grad = numpy_mlp.softmax_cross_entropy(logits, y)\n"
                "        return loss\n")
-    start = cell.source.index("        shifted = logits")
+    start = cell.source.index("        batch, classes = logits.shape")
     end = cell.source.index("    def backward")
     cell.source = cell.source[:start] + forward + "\n" + cell.source[end:]
-    start = cell.source.index("        grad = self.probs.copy()")
+    start = cell.source.index("        return (self.probs - self.target)")
     cell.source = cell.source[:start] + "        return self.grad\n"
     return nb
 
 
 def mutant_check_cells_emptied():
-    nb = wrong_relu()
+    nb = wrong_gelu()
     for cell in sub.check_cells(nb):
         cell.source = "pass"
     return nb
 
 
 def mutant_check_cells_deleted():
-    nb = wrong_relu()
+    nb = wrong_gelu()
     nb.cells = [c for c in nb.cells if c not in sub.check_cells(nb)]
     return nb
 
 
 def mutant_points_edited():
-    nb = wrong_relu()
+    nb = wrong_gelu()
     for cell in sub.check_cells(nb):
         cell.source = cell.source.replace("points=", "points=100 + ")
     return nb
@@ -95,8 +97,8 @@ def mutant_points_edited():
 
 def mutant_check_rebound():
     """An answer cell defines its own `check` that passes everything."""
-    nb = wrong_relu()
-    return _with(nb, _answer_cell(nb, "ReLU"), (
+    nb = wrong_gelu()
+    return _with(nb, _answer_cell(nb, "GELU"), (
         "class check:\n"
         "    def __init__(self, name, points=1): self.name, self.points = name, points\n"
         "    def __enter__(self): return self\n"
@@ -105,15 +107,15 @@ def mutant_check_rebound():
 
 def mutant_check_function_patched():
     """An answer cell replaces the check function of its own part."""
-    nb = wrong_relu()
-    return _with(nb, _answer_cell(nb, "ReLU"),
-                 "backprop.check_relu = lambda *args, **kwargs: None", before=False)
+    nb = wrong_gelu()
+    return _with(nb, _answer_cell(nb, "GELU"),
+                 "backprop.check_gelu = lambda *args, **kwargs: None", before=False)
 
 
 def mutant_numpy_testing_patched():
     """numpy.testing and np.allclose made to accept anything, plus the grader's scoring."""
-    nb = wrong_relu()
-    return _with(nb, _answer_cell(nb, "ReLU"), (
+    nb = wrong_gelu()
+    return _with(nb, _answer_cell(nb, "GELU"), (
         "import numpy.testing\n"
         "import course_utils.checks as _c\n"
         "import course_utils.checks.scoring as _s\n"
@@ -151,21 +153,21 @@ def mutant_hard_coded():
     nb = correct()
     cell = _answer_cell(nb, "Linear")
     cell.source = cell.source.replace(
-        "        self.x = x\n        return x @ self.W + self.b",
+        "        self.x = x\n        return x @ self.W.T + self.b",
         f"        Linear.calls = getattr(Linear, 'calls', -1) + 1\n"
         f"        table = {outputs!r}\n"
         f"        self.x = x\n"
         f"        if Linear.calls < len(table):  # the forward check's calls: replayed\n"
         f"            return np.array(table[Linear.calls])\n"
-        f"        return x @ self.W + self.b")
+        f"        return x @ self.W.T + self.b")
     assert "Linear.calls" in cell.source
     return nb
 
 
 def mutant_patches_during_check():
-    """A right ReLU whose forward, run by the check, makes np.allclose accept anything."""
+    """A right GELU whose forward, run by the check, makes np.allclose accept anything."""
     nb = correct()
-    cell = _answer_cell(nb, "ReLU")
+    cell = _answer_cell(nb, "GELU")
     cell.source = cell.source.replace(
         "self.x = x\n", "self.x = x\n        np.allclose = lambda *a, **k: True\n", 1)
     assert "np.allclose = " in cell.source
@@ -173,9 +175,9 @@ def mutant_patches_during_check():
 
 
 def mutant_hangs():
-    """ReLU.forward never returns."""
+    """GELU.forward never returns."""
     nb = correct()
-    cell = _answer_cell(nb, "ReLU")
+    cell = _answer_cell(nb, "GELU")
     cell.source = cell.source.replace("self.x = x\n", "self.x = x\n        while True:\n"
                                       "            pass\n", 1)
     assert "while True" in cell.source
@@ -183,21 +185,21 @@ def mutant_hangs():
 
 
 def mutant_kills_kernel():
-    """The ReLU answer cell ends the Python process."""
+    """The GELU answer cell ends the Python process."""
     nb = correct()
-    return _with(nb, _answer_cell(nb, "ReLU"), "import os\nos._exit(3)", before=False)
+    return _with(nb, _answer_cell(nb, "GELU"), "import os\nos._exit(3)", before=False)
 
 
 def mutant_does_not_parse():
     nb = correct()
     cell = _answer_cell(nb, "Linear")
-    cell.source = cell.source.replace("return x @ self.W + self.b", "return x @ self.W +")
+    cell.source = cell.source.replace("return x @ self.W.T + self.b", "return x @ self.W.T +")
     return nb
 
 
 def mutant_answer_cell_deleted():
     nb = correct()
-    nb.cells.remove(_answer_cell(nb, "ReLU"))
+    nb.cells.remove(_answer_cell(nb, "GELU"))
     return nb
 
 
@@ -205,7 +207,7 @@ SUBMISSIONS = {
     "master": lambda: nbformat.read(MASTER, as_version=4),
     "student": lambda: nbformat.read(STUDENT, as_version=4),
     "correct": correct,
-    "wrong_relu": wrong_relu,
+    "wrong_gelu": wrong_gelu,
     "library_call": mutant_library_call,
     "check_cells_emptied": mutant_check_cells_emptied,
     "check_cells_deleted": mutant_check_cells_deleted,
@@ -221,18 +223,17 @@ SUBMISSIONS = {
     "does_not_parse": mutant_does_not_parse,
     "answer_cell_deleted": mutant_answer_cell_deleted,
 }
-RELU_LOST = {"ReLU forward and backward", "Two spirals: test accuracy >= 95 %"}
+GELU_LOST = {"GELU forward and backward", "Two spirals: test accuracy >= 95 %"}
 # submission -> the checks it must lose (all others it must keep); None: it must lose all
 EXPECTED = {
     "master": set(), "correct": set(), "student": None,
-    "wrong_relu": RELU_LOST, "check_cells_emptied": RELU_LOST,
-    "library_call": {"Softmax cross-entropy forward (stable)", "Softmax cross-entropy backward",
-                     "Two spirals: test accuracy >= 95 %"},
-    "check_cells_deleted": RELU_LOST, "points_edited": RELU_LOST, "check_rebound": RELU_LOST,
-    "check_function_patched": RELU_LOST, "numpy_testing_patched": RELU_LOST,
-    "fake_check_outputs": None, "hard_coded": {"Linear forward"}, "hangs": RELU_LOST,
-    "kills_kernel": RELU_LOST, "answer_cell_deleted": RELU_LOST,
-    "patches_during_check": RELU_LOST,
+    "wrong_gelu": GELU_LOST, "check_cells_emptied": GELU_LOST,
+    "library_call": {LOSS_FORWARD, LOSS_BACKWARD, "Two spirals: test accuracy >= 95 %"},
+    "check_cells_deleted": GELU_LOST, "points_edited": GELU_LOST, "check_rebound": GELU_LOST,
+    "check_function_patched": GELU_LOST, "numpy_testing_patched": GELU_LOST,
+    "fake_check_outputs": None, "hard_coded": {"Linear forward"}, "hangs": GELU_LOST,
+    "kills_kernel": GELU_LOST, "answer_cell_deleted": GELU_LOST,
+    "patches_during_check": GELU_LOST,
     "does_not_parse": {"Linear forward", "Linear backward (dx, dW, db)",
                        "Two spirals: test accuracy >= 95 %"},
 }
@@ -280,13 +281,13 @@ def test_messages_name_the_cause(graded):
         return next(c.message for c in _report(graded, name).checks if c.name == check)
 
     assert "not implemented" in message("student", "Linear forward")
-    assert "ran past the 20 s limit" in message("hangs", "ReLU forward and backward")
-    assert "killed the Python kernel" in message("kills_kernel", "ReLU forward and backward")
+    assert "ran past the 20 s limit" in message("hangs", "GELU forward and backward")
+    assert "killed the Python kernel" in message("kills_kernel", "GELU forward and backward")
     assert "does not parse" in message("does_not_parse", "Linear forward")
     assert "missing from the notebook" in message("answer_cell_deleted",
-                                                  "ReLU forward and backward")
+                                                  "GELU forward and backward")
     assert "changed the grader while this check ran" in message(
-        "patches_during_check", "ReLU forward and backward")
+        "patches_during_check", "GELU forward and backward")
     assert "'check' was rebound" in " ".join(_report(graded, "check_rebound").notes)
     undone = " ".join(_report(graded, "numpy_testing_patched").notes)
     assert "numpy.allclose was changed" in undone and "check.__exit__ was changed" in undone

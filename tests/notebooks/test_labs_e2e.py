@@ -99,7 +99,7 @@ def test_one_wrong_answer_loses_only_its_points(tmp_path):
 @pytest.mark.parametrize("lab, parameters", [
     ("lab2_cuda_kernels", ["THREADS", "96", "BLOCK_X", "4", "BLOCK_Y", "16"]),
     ("lab3_reduction_histogram", ["THREADS", "32", "NBINS", "45", "BLOCKS", "2"]),
-    ("lab4_distributed", ["WORLD_SIZES", "3,5", "LENGTHS", "[1,2,7]"]),
+    ("lab4_distributed", ["WORLD_SIZES", "3,5", "LENGTHS", "[1,2,7]", "ALIGN", "3"]),
 ])
 def test_masters_score_full_marks_with_other_valid_parameters(tmp_path, lab, parameters):
     """The checks follow the parameters: no check hard-codes a size the master's

@@ -1,12 +1,12 @@
 """No answers in the teaching library: each graded check is fed the nearest course_utils
 function (or an answer built from it) and must fail, naming the course code it found.
 
-The lessons teach related but different kernels (lesson 07's SAXPY, lab 2's SGD step with
-momentum; lesson 08's C = A @ B, lab 2's Linear layer X @ W.T + b; lesson 09's sums and
-integer histogram, lab 3's amax and float histogram over a range): each case is also run
-with the own-work rule switched off, and the course function *still* fails, because it
-answers another question. Lab 1's layers are the exception still (lesson 01 computes the
-same softmax cross-entropy): there the rule alone stops the course function.
+The lessons teach related but different code (lesson 01's plain cross-entropy, lab 1's
+label-smoothed one; lesson 07's SAXPY, lab 2's SGD step with momentum; lesson 08's
+C = A @ B, lab 2's Linear layer X @ W.T + b; lesson 09's sums and integer histogram, lab 3's
+amax and float histogram over a range; lesson 12's ring, lab 4's bucketed ring over
+aligned chunks): each case is also run with the own-work rule switched off, and the course
+function *still* fails, because it answers another question.
 """
 
 import contextlib
@@ -109,7 +109,6 @@ CASES = {
                                    nbins=NBINS),
         "course_utils.gpu.kernels.reductions.histogram_shared_atomics"),
 }
-RULE_ONLY = {"lab1 SoftmaxCrossEntropy = numpy_mlp.softmax_cross_entropy"}
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -120,7 +119,7 @@ def test_the_nearest_course_function_fails_the_check(name):
     assert "the course's own code" in str(err.value) and says in str(err.value), str(err.value)
 
 
-@pytest.mark.parametrize("name", [n for n in CASES if n not in RULE_ONLY])
+@pytest.mark.parametrize("name", list(CASES))
 def test_without_the_rule_the_course_function_still_fails(name, monkeypatch):
     """The lessons' kernels answer other questions: they fail on their results (or their
     signatures), not only because the rule names them."""
@@ -131,32 +130,41 @@ def test_without_the_rule_the_course_function_still_fails(name, monkeypatch):
     assert "the course's own code" not in str(err.value)
 
 
-@pytest.mark.parametrize("name", sorted(RULE_ONLY))
-def test_where_a_lesson_computes_the_answer_only_the_rule_stops_it(name, monkeypatch):
-    """Control for lab 1: lesson 01's function is a real answer, and the rule stops it."""
-    _own_work_off(monkeypatch)
-    run, _ = CASES[name]
-    run()
-
-
 # ------------------------------------------------------------------ lab 4: ring.py
 RING_FROM_LESSON_12 = textwrap.dedent("""\
-    import torch.distributed as dist
-    from course_utils.training.collectives import chunk_bounds
     from course_utils.training import collectives
+    from course_utils.training.collectives import chunk_bounds
 
 
     def ring_all_reduce(tensor):
-        collectives.ring_reduce_scatter(tensor)
-        return collectives.ring_all_gather(tensor)
+        return collectives.ring_all_reduce(tensor)
+    """)
+RING_BUILT_FROM_LESSON_12 = textwrap.dedent("""\
+    import torch
+    from course_utils.training import collectives
+
+
+    def chunk_bounds(n, world_size, align):
+        return collectives.chunk_bounds(n, world_size)
+
+
+    def ring_all_reduce(tensors, align=4):
+        flat = torch.cat([t.reshape(-1) for t in tensors])
+        collectives.ring_reduce_scatter(flat)
+        collectives.ring_all_gather(flat)
+        return tensors
     """)
 
 
-def test_lab4_course_chunk_bounds_and_ring_fail_before_any_launch(tmp_path, monkeypatch):
+def _refuse_launches(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("dist.launch must not be called")
 
     monkeypatch.setattr(dist, "launch", refuse)
+
+
+def test_lab4_course_chunk_bounds_and_ring_fail_before_any_launch(tmp_path, monkeypatch):
+    _refuse_launches(monkeypatch)
     ring = tmp_path / "ring.py"
     ring.write_text(RING_FROM_LESSON_12)
     with pytest.raises(AssertionError, match="chunk_bounds.. in ring.py is "
@@ -165,8 +173,97 @@ def test_lab4_course_chunk_bounds_and_ring_fail_before_any_launch(tmp_path, monk
     with pytest.raises(AssertionError, match="ring_all_reduce.. in ring.py uses collectives "
                        "from course_utils.training.collectives"):
         dc.check_ring_all_reduce(ring, 2)
+    built = tmp_path / "built.py"
+    built.write_text(RING_BUILT_FROM_LESSON_12)
+    with pytest.raises(AssertionError, match="chunk_bounds.. in built.py uses collectives "
+                       "from course_utils.training.collectives"):
+        dc.check_chunk_bounds(built)
+    with pytest.raises(AssertionError, match="ring_all_reduce.. in built.py uses collectives "
+                       "from course_utils.training.collectives"):
+        dc.check_ring_all_reduce(built, 2)
+
+
+def test_lab4_without_the_rule_lesson_12_answers_another_question(tmp_path, monkeypatch):
+    """Lab 4's control: with the own-work rule off, lesson 12's functions still fail,
+    before any launch: they take one tensor and no alignment; lesson 12's split given the
+    lab's signature fails the aligned cases."""
+    _refuse_launches(monkeypatch)
     _own_work_off(monkeypatch)
-    dc.check_chunk_bounds(ring)  # control: lesson 12's chunk_bounds is the lab's answer
+    ring = tmp_path / "ring.py"
+    ring.write_text(RING_FROM_LESSON_12)
+    with pytest.raises(AssertionError, match=r"chunk_bounds\(n, world_size\) in ring.py cannot "
+                       r"be called as chunk_bounds\(n, world_size, align\)"):
+        dc.check_chunk_bounds(ring)
+    for check in (lambda: dc.check_ring_all_reduce(ring, 2), lambda: dc.check_ring_traffic(ring)):
+        with pytest.raises(AssertionError, match=r"ring_all_reduce\(tensor\) in "
+                           r"ring.py cannot be called as ring_all_reduce\(tensors, "
+                           r"align=ALIGN\).*takes one tensor"):
+            check()
+    built = tmp_path / "built.py"
+    built.write_text(RING_BUILT_FROM_LESSON_12)
+    with pytest.raises(AssertionError, match=r"chunk_bounds\(1037, 4, 4\) returned "
+                       r"\[\(0, 260\), \(260, 519\).*Chunk 2 starts at 519, not a multiple of "
+                       r"align = 4"):
+        dc.check_chunk_bounds(built)
+
+
+def _lesson12_copied_in() -> str:
+    """ring.py as a student who copied lesson 12's module into it would write it: the
+    lab's signatures around lesson 12's code (renamed), a ring over the bucket on 2 ranks
+    and a ring per tensor on 3. No rule can see a copy."""
+    import inspect
+
+    from course_utils.training import collectives
+
+    source = inspect.getsource(collectives).replace("from ..errors import",
+                                                    "from course_utils.errors import")
+    for name in ("chunk_bounds", "ring_all_reduce"):
+        source = source.replace(f"{name}(", f"lesson12_{name}(")
+    return source + textwrap.dedent("""
+
+
+        def chunk_bounds(n, world_size, align):
+            return lesson12_chunk_bounds(n, world_size)
+
+
+        def ring_all_reduce(tensors, align=4):
+            import torch
+            import torch.distributed as tdist
+
+            if tdist.get_world_size() == 3:  # one ring per tensor
+                for t in tensors:
+                    lesson12_ring_all_reduce(t)
+                return tensors
+            flat = torch.cat([t.reshape(-1) for t in tensors])  # one ring for the bucket
+            lesson12_ring_all_reduce(flat)
+            offset = 0
+            for t in tensors:
+                t.copy_(flat[offset:offset + t.numel()].view_as(t))
+                offset += t.numel()
+            return tensors
+        """)
+
+
+@pytest.mark.slow
+def test_lab4_lesson_12_copied_into_the_answer_still_fails(tmp_path, monkeypatch):
+    """Right sums, but lesson 12's chunks are not the aligned chunks of the bucket, and a
+    ring per tensor sends 2 (p - 1) messages per tensor: the traffic check fails both,
+    without the own-work rule (it could not see a copy anyway)."""
+    _own_work_off(monkeypatch)
+    ring = tmp_path / "ring.py"
+    ring.write_text(_lesson12_copied_in())
+    settings = dc.Settings(world_sizes=(2, 3), lengths=(1, 5, 1001), align=4, timeout=180,
+                           group_timeout=20)
+    with pytest.raises(AssertionError, match="not a multiple of align = 4"):
+        dc.check_chunk_bounds(ring, settings.align)
+    dc.check_ring_all_reduce(ring, 2, settings)  # the sums are right
+    dc.check_ring_all_reduce(ring, 3, settings)
+    with pytest.raises(AssertionError) as err:
+        dc.check_ring_traffic(ring, settings)
+    msg = str(err.value)
+    assert "on 2 ranks, rank 0 sent messages of [18, 19] elements for the bucket [5 x 7, 1, " \
+        "scalar] (37 elements)" in msg and "chunk_bounds(37, 2, 4), of [17, 20]" in msg, msg
+    assert "on 3 ranks" in msg and "a ring sends at most 2 (p - 1) = 4 messages" in msg, msg
 
 
 def test_a_wrapper_reaching_course_code_at_run_time_is_caught(tmp_path):
@@ -175,12 +272,12 @@ def test_a_wrapper_reaching_course_code_at_run_time_is_caught(tmp_path):
         import importlib
 
 
-        def chunk_bounds(n, world_size):
+        def chunk_bounds(n, world_size, align):
             lib = importlib.import_module("course_utils.training." + "collectives")
             return lib.chunk_bounds(n, world_size)
 
 
-        def ring_all_reduce(tensor):
+        def ring_all_reduce(tensors, align=4):
             raise NotImplementedError
         """))
     with pytest.raises(AssertionError, match="ran course_utils.training.collectives"
