@@ -306,8 +306,15 @@ def _fmt(index: tuple[int, ...]) -> str:
 
 
 def _unwritten_or_far(where: str, name: str, got: np.ndarray, unwritten_hint: str,
-                      far_hint: str) -> None:
-    """Fail on entries still NaN (never written) or huge (a read past an input's end)."""
+                      far_hint: str, log: Any = None) -> None:
+    """Fail on entries still NaN (never written) or huge (a read past an input's end).
+
+    Shared memory that no thread wrote holds whatever was there (NaN, a huge number, a
+    previous block's values): with the access checker's record ``log``, a NaN or huge
+    entry is first put to the checker, which names an uninitialised shared read or a race
+    where there was one, instead of blaming an unwritten output or an input's end."""
+    if not np.all(np.abs(got) < 1e20):  # NaN or huge: ask the access checker first
+        access_verdict(log, where)
     if np.isnan(got).any():
         first = _first(np.isnan(got))
         count = int(np.isnan(got).sum())
@@ -468,7 +475,7 @@ def check_blur(blur: Any, *, block: Sequence[int], seed: int = 202) -> None:
         _unwritten_or_far(where, "out", got, (
             "Does x run along columns (col, row = cuda.grid(2), in that order) and does "
             "the guard let every pixel with row < rows and col < cols through?"),
-            "Clamp each neighbour's row into 0..rows-1 and column into 0..cols-1.")
+            "Clamp each neighbour's row into 0..rows-1 and column into 0..cols-1.", log)
         expected = blur_reference(img)
         _compare(where, "out", got, expected, _blur_hint(img, got, expected),
                  rtol=1e-5, atol=1e-6)
@@ -530,13 +537,11 @@ def check_linear_tiled(linear_tiled: Any, *, tile: int, seed: int = 203) -> None
         log = _launch(kernel, grid, threads, (d_X.view, d_W.view, d_b.view, Y.view), where,
                       _LINEAR_BOUNDS)
         got = _fetch_output(Y, where, "Y", _LINEAR_BOUNDS)
-        if np.isnan(got).any():  # NaN can also come from shared memory read before written
-            access_verdict(log, where)
         _unwritten_or_far(where, "Y", got, (
             "Each thread writes Y[row, col] with row = blockIdx.y * TILE + threadIdx.y and "
             "col = blockIdx.x * TILE + threadIdx.x, after the loop over all the tiles."),
             "Load 0.0 into the tiles for every element outside X (row >= M or k >= K) or "
-            "outside W (its row >= N or k >= K).")
+            "outside W (its row >= N or k >= K).", log)
         expected = linear_reference(X, W, b)
         _compare(where, "Y", got, expected, _linear_hint(X, W, b, got, tile))
         access_verdict(log, where)
@@ -690,11 +695,9 @@ def check_block_amax(block_amax: Any, *, threads: int, seed: int = 301) -> None:
         partial = _output((blocks,))
         log = _launch(kernel, blocks, threads, (d_x.view, partial.view), where, _AMAX_BOUNDS)
         got = _fetch_output(partial, where, "partial", "partial has one entry per block.")
-        if np.isnan(got).any():  # NaN can also come from shared memory read before written
-            access_verdict(log, where)
         _unwritten_or_far(where, "partial", got, (
             "Thread 0 of each block writes the block's result to partial[cuda.blockIdx.x], "
-            "after the tree."), _AMAX_BOUNDS)
+            "after the tree."), _AMAX_BOUNDS, log)
         expected = block_amax_reference(x, blocks, threads)
         _compare(where, "partial", got, expected,
                  _amax_hint(x, got, expected, blocks, threads))

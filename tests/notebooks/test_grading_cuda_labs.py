@@ -191,7 +191,8 @@ class TestLab2:
     """One class per lab: pytest-xdist's loadscope grades the two classes on two workers."""
 
     @pytest.fixture(scope="class")
-    def graded(self, tmp_path_factory):
+    @classmethod
+    def graded(cls, tmp_path_factory):
         return _grade_lab(tmp_path_factory, LAB2)
 
     @pytest.mark.parametrize("name", sorted(n for n in SUBMISSIONS if n.startswith("lab2")))
@@ -215,7 +216,8 @@ class TestLab2:
 
 class TestLab3:
     @pytest.fixture(scope="class")
-    def graded(self, tmp_path_factory):
+    @classmethod
+    def graded(cls, tmp_path_factory):
         return _grade_lab(tmp_path_factory, LAB3)
 
     @pytest.mark.parametrize("name", sorted(n for n in SUBMISSIONS if n.startswith("lab3")))
