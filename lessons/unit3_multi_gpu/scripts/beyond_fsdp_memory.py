@@ -9,6 +9,14 @@ four times, on the same global batch (each rank reads its own ``--batch-per-rank
 4. FSDP2: ``fully_shard`` on every ``Linear``, then on the whole model (parameters,
    gradients and Adam's state sharded, row-wise, as DTensors).
 
+Then it runs the four trainings once more in float64 with plain SGD (``--sgd-lr``), the
+exactness check: there only the order of the additions differs between the runs (the
+all-reduce and the reduce-scatter sum the ranks' gradients in another order than one
+process sums its batch), so the final parameters must agree to about 1e-15 relative; Adam
+(the memory runs) divides by the root of each element's running mean square and so
+amplifies rounding where a gradient is almost zero, which makes it a poor test of
+equivalence.
+
 After the last step it counts the bytes this rank holds in parameters, gradients and
 optimizer state (``parallelism.training_state_bytes``: a DTensor counts its local shard)
 and, on a GPU, the peak of ``torch.cuda.max_memory_allocated`` of each phase. It saves
@@ -58,8 +66,8 @@ def difference(a: list[torch.Tensor], b: list[torch.Tensor]) -> dict[str, float]
 
 
 def train(model, optimizer, X, y, steps: int, *, global_mean: bool) -> list[float]:
-    """``steps`` Adam steps on (X, y); with ``global_mean`` the loss reported is the mean
-    over the ranks (= the global batch's loss, since every rank has as many rows)."""
+    """``steps`` optimizer steps on (X, y); with ``global_mean`` the loss reported is the
+    mean over the ranks (= the global batch's loss, since every rank has as many rows)."""
     losses = []
     for _ in range(steps):
         optimizer.zero_grad(set_to_none=False)
@@ -90,17 +98,51 @@ def reset_peak(device: str) -> None:
         torch.cuda.reset_peak_memory_stats()
 
 
+def sharded(model: torch.nn.Module, device: str, world: int) -> torch.nn.Module:
+    """``fully_shard`` on every ``Linear``, then on the whole model, over all ranks."""
+    mesh = init_device_mesh("cuda" if device.startswith("cuda") else "cpu", (world,))
+    for layer in model:
+        if isinstance(layer, torch.nn.Linear):
+            fully_shard(layer, mesh=mesh)
+    return fully_shard(model, mesh=mesh)
+
+
+def sgd64_runs(args, device: str, world: int, X, y, X_all, y_all) -> dict:
+    """The exactness check: single process, DDP, ZeRO-1 and FSDP2 again, in float64 with
+    plain SGD; returns their losses and each run's difference from the single process."""
+    def model64():
+        return make_model(args, device).double()
+
+    def sgd(params):
+        return torch.optim.SGD(params, lr=args.sgd_lr)
+
+    X, X_all = X.double(), X_all.double()
+    out = {"losses": {}, "diff_vs_single": {}}
+    ref = model64()
+    out["losses"]["single"] = train(ref, sgd(ref.parameters()), X_all, y_all, args.steps,
+                                    global_mean=False)
+    ref_params = full_parameters(ref)
+    zero1 = lambda params: ZeroRedundancyOptimizer(  # noqa: E731
+        params, optimizer_class=torch.optim.SGD, lr=args.sgd_lr)
+    for name, make_optimizer in (("ddp", sgd), ("zero1", zero1)):
+        ddp = DDP(model64(), gradient_as_bucket_view=True)
+        out["losses"][name] = train(ddp, make_optimizer(ddp.parameters()), X, y, args.steps,
+                                    global_mean=True)
+        out["diff_vs_single"][name] = difference(full_parameters(ddp), ref_params)
+        del ddp
+    model = sharded(model64(), device, world)
+    out["losses"]["fsdp"] = train(model, sgd(model.parameters()), X, y, args.steps,
+                                  global_mean=True)
+    out["diff_vs_single"]["fsdp"] = difference(full_parameters(model), ref_params)
+    return out
+
+
 def run_fsdp(args, device: str, world: int, X, y, ref_params, result: dict) -> None:
     """Phase 4, FSDP2: every Linear is one unit (all-gathered just before its forward and
     backward, freed after), then the root takes whatever is left. The mesh (the ranks to
     shard over, and their device type) is explicit: by default FSDP would pick CUDA
     whenever PyTorch sees a GPU, even for Gloo ranks on the CPU."""
-    mesh = init_device_mesh("cuda" if device.startswith("cuda") else "cpu", (world,))
-    model = make_model(args, device)
-    for layer in model:
-        if isinstance(layer, torch.nn.Linear):
-            fully_shard(layer, mesh=mesh)
-    fully_shard(model, mesh=mesh)
+    model = sharded(make_model(args, device), device, world)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     result["losses"]["fsdp"] = train(model, opt, X, y, args.steps, global_mean=True)
     result["bytes"]["fsdp"] = parallelism.training_state_bytes(model, opt)
@@ -118,7 +160,9 @@ def main() -> None:
     parser.add_argument("--classes", type=int, default=10)
     parser.add_argument("--batch-per-rank", type=int, default=8)
     parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--lr", type=float, default=1e-2)
+    parser.add_argument("--lr", type=float, default=1e-2, help="Adam's (the memory runs)")
+    parser.add_argument("--sgd-lr", type=float, default=0.5,
+                        help="plain SGD's, in the float64 exactness runs")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
@@ -169,6 +213,9 @@ def main() -> None:
     # 4. FSDP2
     reset_peak(device)
     run_fsdp(args, device, world, X, y, ref_params, result)
+
+    # 5. exactness: the same four trainings in float64 with plain SGD
+    result["sgd64"] = sgd64_runs(args, device, world, X, y, X_all, y_all)
 
     for name, b in result["bytes"].items():
         print(f"rank {rank} {name:6s}: params {b['params']:8d} B, grads {b['grads']:8d} B, "
