@@ -70,6 +70,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p_grade.add_argument("--out", default=None,
                          help="folder for gradebook.json and gradebook-<lab>.csv "
                               "(default build/grades when several submissions are given)")
+    p_grade.add_argument("--demos", action="store_true",
+                         help="also run the master's demo cells (pictures, timings, plots: "
+                              "they grade nothing and are left out by default)")
 
     p_compare = sub.add_parser(
         "compare", help="compare a run's results.json with reference results",
@@ -180,7 +183,7 @@ def _cmd_grade(args: argparse.Namespace) -> int:
     found = submissions_in(args.submissions)
     if len(found) == 1 and args.out is None:
         report = grade(found[0], timeout=args.timeout, profile=args.profile, seed=args.seed,
-                       cell_timeout=args.cell_timeout)
+                       cell_timeout=args.cell_timeout, demos=args.demos)
         print(json.dumps(report.to_dict(), indent=2) if args.json else report.table())
         return 0
 
@@ -190,7 +193,7 @@ def _cmd_grade(args: argparse.Namespace) -> int:
                   else f"{result['notebook']}: not graded: {result['error']}\n", flush=True)
 
     results = grade_many(found, timeout=args.timeout, profile=args.profile, seed=args.seed,
-                         cell_timeout=args.cell_timeout, progress=progress)
+                         cell_timeout=args.cell_timeout, demos=args.demos, progress=progress)
     written = write_gradebook(results, Path(args.out) if args.out else
                               paths.BUILD_DIR / "grades")
     if args.json:

@@ -204,9 +204,21 @@ class _Role:
     checks: list[tuple[str, float]] = field(default_factory=list)
 
 
-def graded_notebook(master: Any, answers: Answers, nonce: str) -> tuple[Any, list[_Role]]:
+DEMO_TAG = "demo"
+"""Cell tag of a master's demo cells (pictures, timings, plots after a check): they grade
+nothing, and ``hpdl grade`` leaves them out unless asked for ``--demos``."""
+
+
+def is_demo(cell: Any) -> bool:
+    """True for a code cell the master tags as a demo."""
+    return cell.cell_type == "code" and DEMO_TAG in cell.get("metadata", {}).get("tags", [])
+
+
+def graded_notebook(master: Any, answers: Answers, nonce: str, *,
+                    demos: bool = True) -> tuple[Any, list[_Role]]:
     """The master with the submission's answers in, a guard snapshot after the setup cell,
-    a restore before and a verification after every check cell."""
+    a restore before and a verification after every check cell; without ``demos``, the
+    cells tagged ``demo`` are left out (they grade nothing; a class grades faster)."""
     from nbformat.v4 import new_code_cell
 
     guard = f"_hpdl_guard_{nonce}"
@@ -221,6 +233,8 @@ def graded_notebook(master: Any, answers: Answers, nonce: str) -> tuple[Any, lis
         cell.outputs, cell.execution_count = [], None
         code_seen += 1
         declared = checks_in_cell(cell.source)
+        if not demos and is_demo(cell) and index not in answers.cells and not declared:
+            continue
         if index in answers.cells:
             cell.source = answers.cells[index].source
             roles.append(_Role("answer", index))
@@ -352,20 +366,21 @@ def _collect(nb: Any, roles: list[_Role], failed: dict[str, str], stopped: str,
 
 def grade(path: Path, *, timeout: float = 600, profile: str = "quick",
           seed: int | None = None, solutions_dir: Path | None = None,
-          cell_timeout: float = CELL_TIMEOUT) -> GradeReport:
+          cell_timeout: float = CELL_TIMEOUT, demos: bool = False) -> GradeReport:
     """Grade one submission against its lab's master (see ``course_utils.hpdl.answers``).
 
     The answers run inside the master, in a scratch folder, with ``HPDL_PROFILE=profile``
     and the checks' inputs drawn from ``seed`` (a fresh random one per run by default; it
     is in the report). A cell may run ``cell_timeout`` seconds, the whole submission
-    ``timeout``. Raises UsageError for a file that is not a notebook of a lab.
+    ``timeout``. The master's cells tagged ``demo`` run only with ``demos``. Raises
+    UsageError for a file that is not a notebook of a lab.
     """
     path = Path(path)
     submission = _read_notebook(path)
     lab, master = identify_lab(submission, Path(solutions_dir or paths.SOLUTIONS_DIR))
     answers = take_answers(master, lab, submission)
     seed = secrets.randbelow(2**31) if seed is None else int(seed)
-    nb, roles = graded_notebook(master, answers, secrets.token_hex(4))
+    nb, roles = graded_notebook(master, answers, secrets.token_hex(4), demos=demos)
     notes = list(answers.problems)
     failed: dict[str, str] = {}
     start = time.perf_counter()
@@ -416,7 +431,7 @@ def submissions_in(targets: list[str | Path]) -> list[Path]:
 
 def grade_many(targets: list[str | Path], *, timeout: float = 600, profile: str = "quick",
                seed: int | None = None, solutions_dir: Path | None = None,
-               cell_timeout: float = CELL_TIMEOUT,
+               cell_timeout: float = CELL_TIMEOUT, demos: bool = False,
                progress: Any = None) -> list[GradeReport | dict[str, str]]:
     """Grade every submission; one that cannot be graded (not a notebook, another lab)
     is an entry ``{"notebook", "error"}`` and the others still run."""
@@ -424,7 +439,8 @@ def grade_many(targets: list[str | Path], *, timeout: float = 600, profile: str 
     for path in submissions_in(targets):
         try:
             report = grade(path, timeout=timeout, profile=profile, seed=seed,
-                           solutions_dir=solutions_dir, cell_timeout=cell_timeout)
+                           solutions_dir=solutions_dir, cell_timeout=cell_timeout,
+                           demos=demos)
         except UsageError as exc:
             out.append({"notebook": str(path), "error": str(exc)})
         else:

@@ -58,12 +58,12 @@ def test_no_solution_text_in_student(master):
 
 @pytest.mark.parametrize("master", MASTERS, ids=IDS)
 def test_master_scores_full_marks_and_student_scores_zero(master):
-    full = hpdl("grade", str(master), "--json")
+    full = hpdl("grade", str(master), "--json", "--demos")
     assert full.returncode == 0, full.stderr
     report = json.loads(full.stdout)
     assert report["max_score"] > 0 and report["score"] == report["max_score"], report
-    # The masters are executed here only (make test leaves labs/solutions out of nbval):
-    # no cell of a master may raise, graded or not.
+    # The masters are executed here only (make test leaves labs/solutions out of nbval),
+    # demo cells included (--demos): no cell of a master may raise, graded or not.
     assert report["errors"] == [], report["errors"]
     assert set(report) >= {"notebook", "score", "max_score", "checks"}
     assert set(report["checks"][0]) >= {"name", "points", "max_points", "passed", "message"}
