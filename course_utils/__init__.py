@@ -20,12 +20,13 @@ from .paths import build_path
 from .record import record
 from .session import Context, setup
 from .source import show_source
-from .timing import benchmark, gbps, gflops, matmul_flop
+from .timing import benchmark, benchmark_alternating, gbps, gflops, matmul_flop
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Context", "CourseError", "DeviceUnavailableError", "UsageError", "benchmark",
+    "benchmark_alternating",
     "build_path", "gbps", "gflops", "matmul_flop", "on_simulator", "pick_device", "record",
     "seed_everything", "set_deterministic", "setup", "show_source", "skip_on_simulator",
 ]

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from . import cudasim
-from .errors import check_positive
+from .errors import UsageError, check_positive
 
 
 @dataclass
@@ -114,6 +114,39 @@ def benchmark(fn: Callable[[], object], *, warmup: int = 2, repeats: int = 7,
     if simulator is None:
         simulator = sync == "numba" and cudasim.on_simulator()
     return Timing(times=times, warmup=warmup, synced=synced, simulator=bool(simulator))
+
+
+def benchmark_alternating(fns: Mapping[str, Callable[[], object]], *, warmup: int = 1,
+                          repeats: int = 7, sync: str = "auto",
+                          simulator: bool | None = None) -> dict[str, Timing]:
+    """Time several functions in alternation: one run of each per round, ``repeats`` rounds.
+
+    For comparisons on a shared machine (a laptop, a CI runner): when another program
+    takes the cores for a while, every contestant of the rounds it hits is slowed, not
+    just the one that happened to be timed then. Compare ``Timing.min`` of the results,
+    the least-disturbed run of each, for a ratio that load does not flip.
+    """
+    if not fns:
+        raise UsageError("benchmark_alternating needs at least one function to time, got none")
+    check_positive("repeats", repeats)
+    check_positive("warmup", warmup, allow_zero=True)
+    wait, synced = _synchronizer(sync)
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    wait()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            wait()
+            start = time.perf_counter()
+            fn()
+            wait()
+            times[name].append(time.perf_counter() - start)
+    if simulator is None:
+        simulator = sync == "numba" and cudasim.on_simulator()
+    return {name: Timing(times=t, warmup=warmup, synced=synced, simulator=bool(simulator))
+            for name, t in times.items()}
 
 
 def gflops(flop: float, seconds: float) -> float:

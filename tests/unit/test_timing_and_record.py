@@ -25,6 +25,23 @@ def test_benchmark_rejects_zero_repeats():
         timing.benchmark(lambda: None, repeats=0)
 
 
+def test_benchmark_alternating_runs_the_contestants_in_turn():
+    calls = []
+    result = timing.benchmark_alternating(
+        {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
+        warmup=1, repeats=3, sync="none")
+    assert calls == ["a", "b"] * 4  # one warm-up round, then three timed rounds in turn
+    assert set(result) == {"a", "b"}
+    assert all(t.repeats == 3 and t.warmup == 1 and t.meaningful for t in result.values())
+
+
+def test_benchmark_alternating_rejects_nothing_to_time_and_zero_repeats():
+    with pytest.raises(UsageError, match="at least one function"):
+        timing.benchmark_alternating({})
+    with pytest.raises(UsageError, match="repeats"):
+        timing.benchmark_alternating({"a": lambda: None}, repeats=0)
+
+
 def test_benchmark_marks_simulator_timings_meaningless():
     result = timing.benchmark(lambda: None, repeats=1, sync="none", simulator=True)
     assert not result.meaningful
