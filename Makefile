@@ -3,7 +3,8 @@
 # environment is active, everything goes into .venv/.
 #
 #   make run     execute every lesson and lab (hpdl run) -> build/report.html, results.json
-#   make test    the whole test suite (make lint, unit tests, notebooks with nbval, labs)
+#   make test    the whole test suite (make lint, unit tests, notebooks with nbval, labs),
+#                then every CUDA kernel compiled for sm_80 and sm_90 (hpdl kernels)
 #   make lint    the pre-commit hooks on every file: ruff, notebooks stored without outputs
 #   make lab     JupyterLab on the course
 #   make student regenerate labs/*.ipynb from labs/solutions/
@@ -58,10 +59,18 @@ endif
 run: install
 	$(HPDL) run --profile $(PROFILE) --device $(DEVICE)
 
+# The tests record every kernel launch on the simulator (HPDL_KERNEL_LOG); `hpdl kernels`
+# then compiles each kernel of the course for sm_80 and sm_90 with the real CUDA compiler.
 test: install lint
+	@mkdir -p build && rm -f build/kernel-launches.jsonl
+	HPDL_KERNEL_LOG="$(CURDIR)/build/kernel-launches.jsonl" \
 	HPDL_PROFILE=$${HPDL_PROFILE:-quick} $(PY) -m pytest -q tests lessons labs \
 	  --ignore=labs/solutions --nbval-lax --nbval-current-env --durations=15 \
 	  -n $(TEST_WORKERS) --dist loadscope
+	@if [ -s build/kernel-launches.jsonl ] || [ "$${NUMBA_ENABLE_CUDASIM:-}" = "1" ]; then \
+	  $(HPDL) kernels --launches build/kernel-launches.jsonl --out build/kernels.json \
+	    --reference data/kernel_resources.json; \
+	else echo "kernels: none launched on the simulator (a real GPU compiled and ran them)"; fi
 	@if [ -d .git ] && [ -n "$$(git status --porcelain -- lessons labs course_utils data tests)" ]; then \
 	  echo "error: running the tests modified tracked sources:"; git status --short; exit 1; fi
 

@@ -49,8 +49,16 @@ def configure(use_simulator: bool | None = None) -> bool:
                 f"{ENV_VAR}={int(current)}, but this run needs {int(wanted)}. "
                 "Restart the kernel and run the setup cell before importing numba."
             )
+        if current:
+            from . import launch_log
+
+            launch_log.install_from_env()
         return current
     os.environ[ENV_VAR] = "1" if wanted else "0"
+    if wanted:
+        from . import launch_log
+
+        launch_log.install_from_env()  # only with HPDL_KERNEL_LOG set (hpdl kernels)
     return wanted
 
 

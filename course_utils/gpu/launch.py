@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
 
@@ -134,18 +134,60 @@ def grid_2d(shape: tuple[int, int], threads: tuple[int, int]
 
 def occupancy_blocks_per_sm(threads_per_block: int, *, max_threads_per_sm: int = 2048,
                             max_blocks_per_sm: int = 32, shared_bytes: int = 0,
-                            shared_per_sm: int = 228 * 1024) -> int:
-    """Resident blocks per SM allowed by threads, block slots and shared memory
-    (registers ignored; blocks occupy whole warps): the occupancy calculation of lesson 07.
+                            shared_per_sm: int = 228 * 1024, registers_per_thread: int = 0,
+                            registers_per_sm: int = 65536) -> int:
+    """Resident blocks per SM allowed by threads, block slots, shared memory and, when
+    ``registers_per_thread`` is given (ptxas reports it; ``hpdl kernels`` prints it), the
+    register file: the occupancy calculation of lesson 07. Blocks occupy whole warps.
 
-    The defaults are an H100's (compute capability 9.0).
+    The defaults are an H100's (compute capability 9.0); the block is checked against the
+    architecture's limits (1024 threads), not against the GPU this runs on. Registers are
+    allocated per warp in units of 256, from 4 partitions of the register file, as in
+    CUDA's occupancy calculator.
     """
-    (threads_per_block,) = check_block(threads_per_block)
+    (threads_per_block,) = check_block(threads_per_block, limits={
+        "max_threads_per_block": MAX_THREADS_PER_BLOCK, "max_block_dim": MAX_BLOCK_DIM})
     # The SM allocates whole warps: a block of 80 threads occupies 3 warps (96 slots).
     warps = -(-threads_per_block // WARP_SIZE)
     by_threads = max_threads_per_sm // (warps * WARP_SIZE)
     by_shared = shared_per_sm // shared_bytes if shared_bytes else max_blocks_per_sm
-    return max(0, min(by_threads, max_blocks_per_sm, by_shared))
+    by_registers = max_blocks_per_sm
+    if registers_per_thread:
+        if registers_per_thread * threads_per_block > registers_per_sm:
+            return 0  # the launch itself fails: too many resources requested
+        per_warp = -(-registers_per_thread * WARP_SIZE // 256) * 256
+        by_registers = (registers_per_sm // 4 // per_warp) * 4 // warps
+    return max(0, min(by_threads, max_blocks_per_sm, by_shared, by_registers))
+
+
+KERNEL_RESOURCES = "kernel_resources.json"  # in data/: written by `hpdl kernels`
+
+
+def compiled_resources(kernel: str, *, cc: int = 90, where: str = "") -> list[dict]:
+    """What ptxas reported for a course kernel compiled for compute capability ``cc``:
+    one dict per signature launched (``registers``, ``shared_bytes``, ``stack_bytes``,
+    spills, ``instructions``, ``signature``, ``where``). ``where`` keeps the kernels
+    defined in a file or notebook whose path starts with it (two labs may share a name).
+
+    Read from ``data/kernel_resources.json``, which ``hpdl kernels`` writes on any machine,
+    GPU or not, and which ``make test`` checks against a fresh compilation. On a GPU,
+    Numba also answers directly: ``kernel.get_regs_per_thread()``.
+    """
+    import json
+
+    from ..paths import DATA_DIR
+
+    table = json.loads((DATA_DIR / KERNEL_RESOURCES).read_text())
+    rows = [r for r in table["rows"] if r["ok"] and r["cc"] == cc
+            and r["kernel"].split(".")[-1] == kernel and r["where"].startswith(where)]
+    if not rows:
+        known = sorted({r["kernel"].split(".")[-1] for r in table["rows"]})
+        ccs = sorted({r["cc"] for r in table["rows"]})
+        raise UsageError(f"no compiled kernel {kernel!r} for compute capability {cc} in "
+                         f"{where or 'any file'} in "
+                         f"data/{KERNEL_RESOURCES} (kernels: {', '.join(known)}; "
+                         f"compute capabilities: {ccs})")
+    return rows
 
 
 def benchmark_launches(launch: Callable[[], object], *, launches: int = 1, warmup: int = 1,
@@ -170,3 +212,19 @@ def benchmark_launches(launch: Callable[[], object], *, launches: int = 1, warmu
     t = benchmark(queue, warmup=warmup, repeats=repeats, sync="numba")
     return Timing(times=[s / launches for s in t.times], warmup=t.warmup, synced=t.synced,
                   simulator=t.simulator)
+
+
+def benchmark_runtime_copy(d_src: Any, d_dst: Any, *, launches: int = 1, warmup: int = 1,
+                           repeats: int = 5) -> Timing:
+    """``benchmark_launches`` of the CUDA runtime's device-to-device copy
+    (``d_dst.copy_to_device(d_src)``, a ``cudaMemcpy``), per copy: the bandwidth reference
+    that the lessons' memory-bound kernels are held to, timed the same way as they are.
+
+    NVIDIA tunes this copy for each GPU, so it is a fairer ceiling than a copy kernel of our
+    own (which a poor launch configuration could slow down, lowering every target with it).
+    """
+    if d_src.shape != d_dst.shape or d_src.dtype != d_dst.dtype:
+        raise UsageError(f"the runtime copy needs equal arrays: {d_src.shape} {d_src.dtype} "
+                         f"-> {d_dst.shape} {d_dst.dtype}")
+    return benchmark_launches(lambda: d_dst.copy_to_device(d_src), launches=launches,
+                              warmup=warmup, repeats=repeats)

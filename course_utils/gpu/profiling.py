@@ -720,3 +720,32 @@ __all__ = [
     "saxpy_cost", "script_env", "shell_line", "short_kernel_name", "sm_limits",
     "strided_copy_cost", "sum_cost", "tool_path", "transpose_cost", "write_demo_script",
 ]
+
+
+# ------------------------------------------------------------------ reading PTX
+
+PTX_CLASSES = {  # what a lesson compares between kernels: memory traffic and arithmetic
+    "ld.global": r"\bld\.global\.", "st.global": r"\bst\.global\.",
+    "ld.shared": r"\bld\.shared\.", "st.shared": r"\bst\.shared\.",
+    "fma": r"\bfma\.rn\.", "bar.sync": r"\bbar\.(?:sync|warp\.sync)\b",
+    "atom": r"\b(?:atom|red)\.",
+}
+
+
+def count_instructions(ptx: str) -> dict[str, int]:
+    """Static counts of a few instruction classes in PTX (an unrolled loop counts each
+    copy; a loop that is not unrolled counts once): lesson 08 reads the tiled product's
+    inner loop this way, ``hpdl kernels`` counts them for every kernel."""
+    body = "\n".join(line.split("//")[0] for line in ptx.splitlines())
+    return {name: len(re.findall(pattern, body)) for name, pattern in PTX_CLASSES.items()}
+
+
+def ptx_between_barriers(ptx: str) -> list[str]:
+    """The instructions between the first two ``bar.sync`` of a kernel's PTX: for a tiled
+    product, the inner loop over one tile (comments and blank lines dropped)."""
+    lines = [ln.split("//")[0].strip() for ln in ptx.splitlines()]
+    lines = [ln for ln in lines if ln]
+    barriers = [i for i, ln in enumerate(lines) if re.match(r"bar\.(?:sync|warp\.sync)\b", ln)]
+    if len(barriers) < 2:
+        raise UsageError(f"the PTX has {len(barriers)} bar.sync instruction(s); two are needed")
+    return lines[barriers[0]:barriers[1] + 1]

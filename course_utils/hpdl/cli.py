@@ -110,6 +110,32 @@ def _build_parser() -> argparse.ArgumentParser:
                        help="folder for the run and the report (default: build/gpu-check/)")
     p_gpu.add_argument("--timeout", type=float, default=600,
                        help="seconds each notebook (and the GPU tests) may run (default 600)")
+    p_kernels = sub.add_parser(
+        "kernels", help="compile every Numba CUDA kernel for real GPUs (no GPU needed)",
+        description="Compile every Numba CUDA kernel that the lessons, lab masters and "
+        "course_utils launch, with the argument types and block sizes they are launched with, "
+        "for real GPU targets (NVVM to PTX, ptxas to machine code), on a machine without a "
+        "GPU. Prints registers, shared memory, stack, spills and blocks per SM for each "
+        "kernel and writes them as JSON. Needs the CUDA toolchain wheels (pip install -e "
+        "'.[kernels]'). Exit status: 0 all compiled, 1 a kernel failed, 2 bad usage.")
+    p_kernels.add_argument("paths", nargs="*", metavar="PATH",
+                           help="notebooks to run on the simulator to record launches "
+                           "(default: every lesson and lab master with Numba CUDA kernels)")
+    p_kernels.add_argument("--launches", default=None, metavar="FILE",
+                           help="use launches recorded already (a HPDL_KERNEL_LOG file, as "
+                           "`make test` writes to build/kernel-launches.jsonl) instead of "
+                           "running notebooks")
+    p_kernels.add_argument("--cc", default="80,90",
+                           help="compute capabilities, comma-separated: 80, 86, 89, 90 "
+                           "(default 80,90)")
+    p_kernels.add_argument("--out", default=None, metavar="FILE",
+                           help="JSON output (default build/kernels.json)")
+    p_kernels.add_argument("--json", action="store_true", help="print the JSON")
+    p_kernels.add_argument("--reference", default=None, metavar="FILE",
+                           help="fail where registers, shared memory or stack differ from "
+                           "this committed table (make test: data/kernel_resources.json)")
+    p_kernels.add_argument("--ptx", default=None, metavar="DIR",
+                           help="also keep each kernel's PTX in DIR")
     p_colab = sub.add_parser(
         "colab", help="put the Open-in-Colab badge and the Colab guard in every notebook",
         description="Write the Open-in-Colab badge (under the title) and the Colab guard (top "
@@ -162,6 +188,16 @@ def _cmd_student(args: argparse.Namespace) -> int:
     for path in written:
         print(f"wrote {path.relative_to(paths.REPO_ROOT)}")
     return 0
+
+
+def _cmd_kernels(args: argparse.Namespace) -> int:
+    from .kernels import kernels_command
+
+    if args.launches and args.paths:
+        raise UsageError("give notebooks to run or --launches FILE, not both")
+    return kernels_command(launches=args.launches, targets=args.paths or None, ccs=args.cc,
+                           out=args.out, as_json=args.json, reference=args.reference,
+                           ptx_dir=args.ptx)
 
 
 def _cmd_gpu_check(args: argparse.Namespace) -> int:
@@ -235,7 +271,7 @@ def _cmd_colab(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"env": _cmd_env, "run": _cmd_run, "student": _cmd_student, "grade": _cmd_grade,
-            "gpu-check": _cmd_gpu_check,
+            "gpu-check": _cmd_gpu_check, "kernels": _cmd_kernels,
             "compare": _cmd_compare, "site": _cmd_site, "colab": _cmd_colab}
 
 

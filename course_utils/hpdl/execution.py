@@ -6,6 +6,9 @@ executed notebook. Both the runner and the grader import it; it imports neither.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -54,3 +57,19 @@ def checks_from_notebook(nb: Any) -> list[dict[str, Any]]:
             if CHECK_MIME in data:
                 found.append(dict(data[CHECK_MIME]))
     return found
+
+
+@contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for the kernels started inside the block (they inherit
+    ``os.environ``), and restore the previous values (or their absence) afterwards."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

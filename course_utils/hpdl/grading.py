@@ -21,7 +21,6 @@ from __future__ import annotations
 import ast
 import copy
 import json
-import os
 import secrets
 import tempfile
 import time
@@ -47,7 +46,7 @@ from .answers import (  # noqa: F401 - BEGIN, END, PLACEHOLDER: the markers' API
     take_answers,
 )
 from .colab import retarget_badge
-from .execution import KERNEL_ARGUMENTS, kernel_manager_logging_to
+from .execution import KERNEL_ARGUMENTS, environment, kernel_manager_logging_to
 
 
 def student_notebook(master: nbformat.NotebookNode, name: str = "master"):
@@ -385,19 +384,10 @@ def grade(path: Path, *, timeout: float = 600, profile: str = "quick",
     failed: dict[str, str] = {}
     start = time.perf_counter()
     env = {"HPDL_PROFILE": profile, GRADE_SEED_VAR: str(seed)}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        with tempfile.TemporaryDirectory(prefix="hpdl-grade-") as scratch:
-            stopped = _execute(nb, roles, answers, master, deadline=start + timeout,
-                               cell_timeout=cell_timeout, scratch=scratch, notes=notes,
-                               failed=failed)
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    with environment(env), tempfile.TemporaryDirectory(prefix="hpdl-grade-") as scratch:
+        stopped = _execute(nb, roles, answers, master, deadline=start + timeout,
+                           cell_timeout=cell_timeout, scratch=scratch, notes=notes,
+                           failed=failed)
     if stopped:
         notes.append(stopped)
     checks, not_graded = _collect(nb, roles, failed, stopped, notes)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
 import re
 import sys
 import time
@@ -22,7 +21,13 @@ from typing import Any
 from .. import paths, profiles
 from ..device import DEVICE_CHOICES, gpu_available, resolve_device
 from ..errors import UsageError, check_choice
-from .execution import KERNEL_ARGUMENTS, checks_from_notebook, kernel_log, kernel_manager_logging_to
+from .execution import (
+    KERNEL_ARGUMENTS,
+    checks_from_notebook,
+    environment,
+    kernel_log,
+    kernel_manager_logging_to,
+)
 
 RESULTS_SCHEMA = """\
 results.json (schema "hpdl-results/1"):
@@ -341,10 +346,8 @@ def run(targets: list[str] | None = None, *, profile: str = "auto", device: str 
     # agree with it, and matplotlib's inline backend, so that executed notebooks keep their
     # figures (for the report and `hpdl site`) even where MPLBACKEND=Agg is exported (CI).
     kernel_env = {profiles.ENV_VAR: resolved_profile, "MPLBACKEND": INLINE_BACKEND}
-    saved_env = {name: os.environ.get(name) for name in kernel_env}
-    os.environ.update(kernel_env)
     start = time.perf_counter()
-    try:
+    with environment(kernel_env):
         bar = tqdm(notebooks, unit="notebook", disable=not progress, file=sys.stderr,
                    dynamic_ncols=True)
         for source in bar:
@@ -357,12 +360,6 @@ def run(targets: list[str] | None = None, *, profile: str = "auto", device: str 
             tail = "" if nb_result.error is None else f"  ({nb_result.error['message'][:120]})"
             bar.write(f"{nb_result.status:<8}{nb_result.seconds:7.1f} s  {nb_result.path}{tail}",
                       file=sys.stderr)
-    finally:
-        for name, value in saved_env.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
     result.total_seconds = time.perf_counter() - start
     return result
 

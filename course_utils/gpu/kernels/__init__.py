@@ -12,3 +12,7 @@ notebook cells) so that one definition serves all four lessons and the tests.
 Import these only after ``course_utils.setup()``: importing them imports ``numba.cuda``,
 which fixes the choice between the simulator and a real GPU.
 """
+
+from ... import launch_log as _launch_log
+
+_launch_log.install_from_env()  # HPDL_KERNEL_LOG set: log launches for `hpdl kernels`

@@ -167,6 +167,15 @@ def sum_warp_shuffle(x, out):
             cuda.atomic.add(out, 0, v)
 
 
+# The simulator has no warp shuffles, so no quick run launches sum_warp_shuffle: the argument
+# types and block size the lessons launch it with on a GPU, for `hpdl kernels`, which
+# compiles it for sm_80 and sm_90 anyway (without a GPU).
+GPU_ONLY_LAUNCHES = {
+    "sum_warp_shuffle": [("(float32[::1], float32[::1])", 256),
+                         ("(float32[::1], float64[::1])", 256)],
+}
+
+
 @cuda.jit
 def fill_zero(a):
     """``a[:] = 0`` on the device (the atomic kernels add into zeroed memory)."""
