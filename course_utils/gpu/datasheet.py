@@ -72,6 +72,7 @@ PEAK_METRICS = {
     "roofline_copy_gbps": "bandwidth",         # lesson 10, the copy kernel
     "roofline_memcpy_gbps": "bandwidth",       # lesson 10, cudaMemcpy device to device
     "reduction_copy_gbps": "bandwidth",        # lesson 09
+    "reduction_memcpy_gbps": "bandwidth",      # lesson 09, cudaMemcpy device to device
 }
 
 

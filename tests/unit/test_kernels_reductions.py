@@ -298,3 +298,17 @@ def test_one_thread_per_element_atomics_need_a_float64_counter_to_be_checkable()
     assert abs(plan.result() - exact) <= plan.tolerance(x) < 1e-5 * exact
     with pytest.raises(UsageError, match="counter_dtype"):
         r.SumPlan(10, np.float32, "two_pass", threads=32, counter_dtype=np.float64)
+
+
+def test_the_runtime_copy_is_timed_per_copy_and_copies():
+    from numba import cuda
+
+    from course_utils.gpu import launch
+
+    src = cuda.to_device(np.arange(37, dtype=np.float32))
+    dst = cuda.device_array_like(src)
+    t = launch.benchmark_runtime_copy(src, dst, launches=3, warmup=1, repeats=2)
+    assert t.repeats == 2 and t.meaningful == (not ON_SIM)  # simulator times mean nothing
+    np.testing.assert_array_equal(dst.copy_to_host(), np.arange(37, dtype=np.float32))
+    with pytest.raises(UsageError, match="equal arrays"):
+        launch.benchmark_runtime_copy(src, cuda.device_array(36, np.float32))
