@@ -268,7 +268,7 @@ RULES: dict[str, dict[str, Rule]] = {
         "width": COUNT, "blocks": COUNT, "batch_size": COUNT, "n_images": COUNT,
         "steps": COUNT, "warmup": COUNT0, "repeats": COUNT, "num_workers": COUNT,
         "lr": POSITIVE, "compile": Flag(), "cpu_threads": COUNT0, "profile_steps": COUNT,
-        "min_amp_speedup": Computed(POSITIVE)},
+        "min_amp_speedup": Computed(POSITIVE), "min_amp_over_tf32": Computed(POSITIVE)},
     "lab4_distributed": {
         "world_sizes": Ints(2, distinct=True), "lengths": Ints(1), "align": COUNT,
         "dp_world_sizes": Ints(2, distinct=True), "dp_steps": COUNT, "dp_batch": COUNT,
