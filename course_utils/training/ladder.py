@@ -535,6 +535,52 @@ def measure(config: LadderConfig, dataset: AugmentedImages, *,
                       batch_size=batch_size, steps=steps)
 
 
+def graph_replay_check(config: LadderConfig, dataset: AugmentedImages, *,
+                       model_fn: Callable[[], nn.Module], batch_size: int,
+                       device: torch.device | str, lr: float = 0.05, seed: int = 0,
+                       steps: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """The losses of ``steps`` CUDA-graph replays, and of the eager steps they stand for.
+
+    A replay runs kernels recorded once, on whatever the static tensors hold: if the inputs
+    were not copied in, or the optimizer's update were not part of the graph, it would
+    still run, silently training on the wrong thing. So the same model (same seed) is
+    trained twice on the same plain batches: with ``config`` (CUDA graphs) and eagerly with
+    the same settings. Capturing first runs ``GRAPH_WARMUP_STEPS`` eager steps on the first
+    batch (they update the weights) and records one step without running it; the replays
+    then start on the first batch. The eager reference therefore takes
+    ``GRAPH_WARMUP_STEPS + 1`` steps on the first batch and one on each next batch; its
+    losses from there on must equal the replays' up to rounding.
+    """
+    device = torch.device(device)
+    if not config.cuda_graphs:
+        raise UsageError(f"graph_replay_check needs cuda_graphs=True, not {config.describe()}")
+    reason = skip_reason(config, device)
+    if reason is not None:
+        raise UsageError(f"cannot check CUDA-graph replays on {device}: {reason}")
+    _validate(batch_size, steps, 0, 1, lr)
+    if len(dataset) < steps * batch_size:
+        raise UsageError(f"{steps} steps of {batch_size} images need {steps * batch_size} "
+                         f"images; the data set has {len(dataset)}")
+    batches = [dataset.plain(range(i * batch_size, (i + 1) * batch_size))
+               for i in range(steps)]
+    schedules = ((config, batches),
+                 (replace(config, cuda_graphs=False),
+                  [batches[0]] * GRAPH_WARMUP_STEPS + batches))
+    losses = []
+    with _backend_flags(config, device):
+        for run_config, schedule in schedules:
+            torch.manual_seed(seed)
+            model = model_fn().to(device)
+            model.train()
+            stepper = _Stepper(model, run_config, device, lr)
+            run_losses = [stepper(x, y) for x, y in schedule]
+            losses.append(torch.stack(run_losses).float().cpu().numpy())
+            del stepper, model
+            gc.collect()
+    graph_losses, eager_losses = losses
+    return graph_losses, eager_losses[GRAPH_WARMUP_STEPS:]
+
+
 def profile_steps(config: LadderConfig, dataset: AugmentedImages, *,
                   model_fn: Callable[[], nn.Module], batch_size: int, steps: int = 3,
                   warmup: int = 2, device: torch.device | str = "cpu", lr: float = 0.05,

@@ -250,3 +250,13 @@ def test_every_rung_runs_trains_and_matches_on_gpu(dataset):
         torch.testing.assert_close(out.first_logits, base.first_logits,
                                    **ladder.tolerance(out.config), msg=name)
     assert isinstance(results["cuda_graphs"], ladder.Throughput)
+
+
+def test_graph_replay_check_needs_a_graph_rung_that_runs_here(dataset):
+    model_fn = ladder.model_factory(8, 1, "cpu")
+    with pytest.raises(UsageError, match="needs cuda_graphs=True"):
+        ladder.graph_replay_check(ladder.LadderConfig(), dataset, model_fn=model_fn,
+                                  batch_size=4, device="cpu")
+    with pytest.raises(UsageError, match="cannot check CUDA-graph replays on cpu: CUDA graphs"):
+        ladder.graph_replay_check(ladder.LadderConfig(cuda_graphs=True), dataset,
+                                  model_fn=model_fn, batch_size=4, device="cpu")
