@@ -55,12 +55,15 @@ def install_from_env() -> bool:
     original = sim_kernel.FakeCUDAKernel.__call__
 
     def logged_call(self: Any, *args: Any) -> Any:
-        if not self._device and not sim_kernel._kernel_context:
+        launch = not self._device and not sim_kernel._kernel_context
+        block, grid, dynamic = self.block_dim, self.grid_dim, self.dynshared_size
+        result = original(self, *args)  # a launch that fails (wrong arguments) is not logged
+        if launch:
             try:
-                _log(path, self, args)
+                _log(path, self, args, block, grid, dynamic)
             except Exception as exc:  # never break a lesson because the log failed
                 print(f"hpdl kernel log: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return original(self, *args)
+        return result
 
     sim_kernel.FakeCUDAKernel.__call__ = logged_call
     _installed = True
@@ -75,10 +78,11 @@ def _dims(value: Any) -> list[int]:
     return [int(v) for v in value]
 
 
-def _log(path: str, kernel: Any, args: tuple) -> None:
+def _log(path: str, kernel: Any, args: tuple, block_dim: Any, grid_dim: Any,
+         dynamic_shared: int) -> None:
     arg_types = [argument_type(a) for a in args]
-    block = _dims(kernel.block_dim)
-    key = (id(kernel.fn), json.dumps(arg_types), tuple(block), int(kernel.dynshared_size))
+    block = _dims(block_dim)
+    key = (id(kernel.fn), json.dumps(arg_types), tuple(block), int(dynamic_shared))
     if key in _seen:
         return
     _seen.add(key)
@@ -94,8 +98,8 @@ def _log(path: str, kernel: Any, args: tuple) -> None:
             pass
         error = f"{type(exc).__name__}: {exc}"
     record = {"schema": SCHEMA, "kernel": described, "error": error, "args": arg_types,
-              "grid": _dims(kernel.grid_dim), "block": block,
-              "dynamic_shared_bytes": int(kernel.dynshared_size), "pid": os.getpid()}
+              "grid": _dims(grid_dim), "block": block,
+              "dynamic_shared_bytes": int(dynamic_shared), "pid": os.getpid()}
     line = (json.dumps(record) + "\n").encode()
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:

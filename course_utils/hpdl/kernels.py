@@ -209,6 +209,16 @@ def read_launches(path: str | Path) -> list[dict]:
     return records
 
 
+def _portable(description: Any) -> Any:
+    """A kernel's description without where its files were (which differs between two
+    checkouts of the course), at every level of device functions."""
+    if isinstance(description, dict):
+        return {k: _portable(v) for k, v in description.items() if k not in ("file", "line")}
+    if isinstance(description, list):
+        return [_portable(v) for v in description]
+    return description
+
+
 def signature_text(args: list[dict]) -> str:
     parts = []
     for a in args:
@@ -230,18 +240,14 @@ def jobs_from(records: list[dict], definitions: dict[str, str]) -> tuple[list[di
     skipped: set[str] = set()
     for record in records:
         kernel = record["kernel"]
-        where = None
-        if "source" in kernel:
-            where = definitions.get(_source_key(kernel["source"]) or "")
-        else:  # the log could not describe it: find it by file and line
-            file = Path(kernel.get("file", ""))
-            if file.is_absolute() and paths.REPO_ROOT in file.parents:
-                where = f"{file.relative_to(paths.REPO_ROOT)}:{kernel.get('line')}"
+        # Without its source (code run by exec under another file's name), a kernel cannot
+        # be told apart from another: its other launches, with a source, stand for it.
+        where = definitions.get(_source_key(kernel["source"]) or "") if "source" in kernel \
+            else None
         if where is None or where.startswith(("tests/", "labs/lab")):
             skipped.add(f"{kernel['qualname']} ({kernel.get('file')})")
             continue
-        description = {k: v for k, v in kernel.items() if k not in ("file", "line")}
-        key = hashlib.sha256(json.dumps([description, record["args"]], sort_keys=True)
+        key = hashlib.sha256(json.dumps([_portable(kernel), record["args"]], sort_keys=True)
                              .encode()).hexdigest()
         job = jobs.setdefault(key, {"key": key, "kernel": kernel, "where": where,
                                     "args": record["args"], "error": record.get("error"),

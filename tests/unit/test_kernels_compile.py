@@ -76,6 +76,10 @@ SCRIPT = textwrap.dedent('''
     assert np.allclose(out, np.clip(a * 2.0, -1, 1))
     scaler[2, TILE](a, out)                         # the same launch again: logged once
     make_scaler(np.float32(4.0))[2, TILE](a, out)   # a new kernel object: logged again
+    try:
+        scaler[2, TILE](a)  # an argument missing: the launch fails and is not logged
+    except TypeError:
+        pass
     allocates[1, 32](np.zeros(5, np.float32))
     calls_python[1, 32](np.zeros(5, np.int64))
 ''')
@@ -276,3 +280,13 @@ def test_a_course_kernel_never_launched_fails_the_command(recorded, monkeypatch,
     err = capsys.readouterr().err
     assert status == 1 and "never (demo:99) (never launched) for sm_90" in err
     assert "GPU_ONLY_LAUNCHES" in err
+
+
+def test_a_kernel_compiled_from_two_checkouts_is_the_same_job(recorded):
+    log, source = recorded
+    records = kernels.read_launches(log)
+    moved = json.loads(json.dumps(records).replace(str(log.parent), "/elsewhere"))
+    assert moved != records  # the device function's file is in there too
+    keys = [{j["key"] for j in kernels.jobs_from(r, _definitions(source))[0]}
+            for r in (records, moved)]
+    assert keys[0] == keys[1] and len(keys[0]) == 3
