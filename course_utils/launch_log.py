@@ -54,15 +54,25 @@ def install_from_env() -> bool:
 
     original = sim_kernel.FakeCUDAKernel.__call__
 
+    def log(self: Any, args: tuple, config: tuple) -> None:
+        try:
+            _log(path, self, args, *config)
+        except Exception as exc:  # never break a lesson because the log failed
+            print(f"hpdl kernel log: {type(exc).__name__}: {exc}", file=sys.stderr)
+
     def logged_call(self: Any, *args: Any) -> Any:
-        launch = not self._device and not sim_kernel._kernel_context
-        block, grid, dynamic = self.block_dim, self.grid_dim, self.dynshared_size
-        result = original(self, *args)  # a launch that fails (wrong arguments) is not logged
-        if launch:
-            try:
-                _log(path, self, args, block, grid, dynamic)
-            except Exception as exc:  # never break a lesson because the log failed
-                print(f"hpdl kernel log: {type(exc).__name__}: {exc}", file=sys.stderr)
+        if self._device or sim_kernel._kernel_context:
+            return original(self, *args)
+        config = (self.block_dim, self.grid_dim, self.dynshared_size)
+        # A launch that fails for its arguments (a TypeError: the wrong number or kind, as
+        # when a test passes a lab's arguments to a lesson's kernel) is not logged; one that
+        # fails inside, past an array's end (lesson 07 shows that on purpose), is.
+        try:
+            result = original(self, *args)
+        except IndexError:
+            log(self, args, config)
+            raise
+        log(self, args, config)
         return result
 
     sim_kernel.FakeCUDAKernel.__call__ = logged_call

@@ -80,6 +80,15 @@ SCRIPT = textwrap.dedent('''
         scaler[2, TILE](a)  # an argument missing: the launch fails and is not logged
     except TypeError:
         pass
+
+    @cuda.jit
+    def unguarded(out):  # no bounds guard: the last block writes past the end ...
+        out[cuda.grid(1)] = 1.0
+
+    try:
+        unguarded[2, 8](np.zeros(13, np.float32))
+    except IndexError:  # ... which the simulator stops; the launch is logged all the same
+        pass
     allocates[1, 32](np.zeros(5, np.float32))
     calls_python[1, 32](np.zeros(5, np.int64))
 ''')
@@ -108,8 +117,8 @@ def test_launches_are_logged_once_with_types_globals_and_device_functions(record
     records = kernels.read_launches(log)
     by_name = {r["kernel"]["name"]: r for r in records}
     assert [r["kernel"]["name"] for r in records].count("scale_rows") == 2
-    assert sorted(by_name) == ["allocates", "calls_python", "scale_rows"]
-    assert len(records) == 4  # the repeated launch is not logged again, the new object is
+    assert sorted(by_name) == ["allocates", "calls_python", "scale_rows", "unguarded"]
+    assert len(records) == 5  # the repeated launch is not logged again, the new object is
     scale = by_name["scale_rows"]
     assert scale["args"] == [{"array": "float32", "ndim": 1, "layout": "C"}] * 2
     assert scale["block"] == [8, 1, 1] and scale["grid"] == [2, 1, 1]
@@ -135,7 +144,7 @@ def test_nothing_is_logged_without_the_variable(tmp_path):
 def test_course_kernels_compile_for_sm80_and_sm90_and_broken_ones_fail(recorded):
     log, source = recorded
     jobs, skipped = kernels.jobs_from(kernels.read_launches(log), _definitions(source))
-    assert skipped == [] and len(jobs) == 3
+    assert skipped == [] and len(jobs) == 4
     rows = {(r.kernel.split(".")[-1], r.cc): r for r in kernels.compile_jobs(jobs, (80, 90))}
     for cc in (80, 90):
         good = rows["scale_rows", cc]
@@ -150,6 +159,7 @@ def test_course_kernels_compile_for_sm80_and_sm90_and_broken_ones_fail(recorded)
         bad = rows["allocates", cc]
         assert not bad.ok and bad.registers is None
         assert "zeros" in bad.error, bad.error  # the compiler's typing error names the call
+        assert rows["unguarded", cc].ok  # an out-of-bounds write compiles: only a run sees it
         unsupported = rows["calls_python", cc]
         assert not unsupported.ok and "host_helper" in unsupported.error
 
@@ -157,7 +167,7 @@ def test_course_kernels_compile_for_sm80_and_sm90_and_broken_ones_fail(recorded)
 def test_kernels_outside_the_course_are_left_out(recorded):
     log, _ = recorded
     jobs, skipped = kernels.jobs_from(kernels.read_launches(log), {})
-    assert jobs == [] and len(skipped) == 3  # scale_rows's two objects: one entry
+    assert jobs == [] and len(skipped) == 4  # scale_rows's two objects: one entry
 
 
 def test_every_course_kernel_of_the_basics_module_is_found():
@@ -202,10 +212,10 @@ def test_the_command_prints_the_table_writes_json_and_fails_on_a_broken_kernel(
     status = cli.main(["kernels", "--launches", str(log), "--cc", "90", "--out", str(out)])
     printed = capsys.readouterr()
     assert status == 1
-    assert "scale_rows" in printed.out and "3 kernels, 3 signatures" in printed.out
+    assert "scale_rows" in printed.out and "4 kernels, 4 signatures" in printed.out
     assert "error: " in printed.err and "allocates" in printed.err
     data = json.loads(out.read_text())
-    assert data["schema"] == kernels.SCHEMA and data["kernels"] == 3
+    assert data["schema"] == kernels.SCHEMA and data["kernels"] == 4
     assert {r["cc"] for r in data["rows"]} == {90}
 
 
@@ -289,4 +299,4 @@ def test_a_kernel_compiled_from_two_checkouts_is_the_same_job(recorded):
     assert moved != records  # the device function's file is in there too
     keys = [{j["key"] for j in kernels.jobs_from(r, _definitions(source))[0]}
             for r in (records, moved)]
-    assert keys[0] == keys[1] and len(keys[0]) == 3
+    assert keys[0] == keys[1] and len(keys[0]) == 4
