@@ -67,7 +67,9 @@ test: install lint
 	HPDL_PROFILE=$${HPDL_PROFILE:-quick} $(PY) -m pytest -q tests lessons labs \
 	  --ignore=labs/solutions --nbval-lax --nbval-current-env --durations=15 \
 	  -n $(TEST_WORKERS) --dist loadscope
-	@if [ -s build/kernel-launches.jsonl ] || [ "$${NUMBA_ENABLE_CUDASIM:-}" = "1" ]; then \
+	@if [ "$${NUMBA_ENABLE_CUDASIM:-}" = "0" ]; then \
+	  echo "kernels: compiled and run on this GPU by the tests (NUMBA_ENABLE_CUDASIM=0)"; \
+	elif [ -s build/kernel-launches.jsonl ] || [ "$${NUMBA_ENABLE_CUDASIM:-}" = "1" ]; then \
 	  $(HPDL) kernels --launches build/kernel-launches.jsonl --out build/kernels.json \
 	    --reference data/kernel_resources.json; \
 	else echo "kernels: none launched on the simulator (a real GPU compiled and ran them)"; fi
